@@ -1,0 +1,260 @@
+"""Builders for the offline test world: tiny real models saved to folders, and fixture datasets.
+
+Models are real transformers classes built from small configs and saved with
+`save_pretrained`, so `--model PATH` loads them exactly as it loads a real
+checkpoint. Datasets are written in the real sources' schemas and layouts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+WORDS = (
+    "a an the of photo picture image small big large red green blue yellow black white "
+    "cat dog car bird ship plane circle square triangle star on in with and is there two one"
+).split()
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (230, 220, 30),
+    "black": (10, 10, 10),
+    "white": (245, 245, 245),
+}
+
+
+# ----------------------------------------------------------------------------- tokenizers
+
+
+def _bert_tokenizer(folder: Path):
+    from transformers import BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *WORDS]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    # Built from a folder: passing vocab_file= is silently ignored (shared/TRAPS.md).
+    return BertTokenizerFast.from_pretrained(folder)
+
+
+def _bytes_to_unicode() -> list[str]:
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+def _clip_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    chars = _bytes_to_unicode()
+    vocab: dict[str, int] = {}
+    for suffix in ("", "</w>"):
+        for c in chars:
+            vocab[c + suffix] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def _siglip_tokenizer(folder: Path):
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sentences = [" ".join(WORDS)] * 20 + WORDS
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_prefix=str(folder / "spiece"), vocab_size=60,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    return SiglipTokenizer(vocab_file=str(folder / "spiece.model"))
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def save_tiny_vtde(folder: Path, *, seed: int = 0, image_size: int = 32, projection_dim: int = 16) -> Path:
+    """A `VisionTextDualEncoderModel` from a tiny ViT and a tiny BERT, with its processor."""
+    from transformers import BertConfig, VisionTextDualEncoderConfig, VisionTextDualEncoderModel, VisionTextDualEncoderProcessor, ViTConfig, ViTImageProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = _bert_tokenizer(folder / "_tok")
+    vision = ViTConfig(image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    text = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = VisionTextDualEncoderConfig.from_vision_text_configs(vision, text, projection_dim=projection_dim)
+    model = VisionTextDualEncoderModel(config=config)
+    image_processor = ViTImageProcessor(size={"height": image_size, "width": image_size})
+    processor = VisionTextDualEncoderProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
+    """A `CLIPModel` with a byte-level tokenizer; special-token ids set so pooling reads the real EOS."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = _clip_tokenizer(folder / "_tok")
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=32, projection_dim=16, **ids),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, projection_dim=16),
+        projection_dim=16,
+    )
+    model = CLIPModel(config)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_siglip(folder: Path, *, seed: int = 0) -> Path:
+    """A `SiglipModel` with a sentencepiece tokenizer; texts must be padded to the max length."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = _siglip_tokenizer(folder / "_tok")
+    config = SiglipConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=16, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64),
+    )
+    model = SiglipModel(config)
+    tokenizer.model_max_length = 16
+    image_processor = SiglipImageProcessor(size={"height": 32, "width": 32})
+    SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+# ----------------------------------------------------------------------------- images and datasets
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def colour_image(colour: str, *, seed: int, size: int = 32) -> Image.Image:
+    """A solid colour with a little seeded noise, so every image's bytes differ."""
+    rng = np.random.default_rng(seed)
+    base = np.array(COLOURS[colour], dtype=np.int16)
+    pixels = np.clip(base + rng.integers(-12, 13, size=(size, size, 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def classification_rows(n: int, classnames: Sequence[str], *, seed: int = 0) -> list[tuple[bytes, int]]:
+    """(PNG bytes, label) rows; class i is colour classnames[i]."""
+    rng = np.random.default_rng(seed)
+    labels = [i % len(classnames) for i in range(n)]
+    rng.shuffle(labels)
+    return [(png_bytes(colour_image(classnames[y], seed=seed * 1000 + i)), int(y)) for i, y in enumerate(labels)]
+
+
+def retrieval_rows(n: int, *, seed: int = 0) -> list[tuple[bytes, list[str]]]:
+    """(PNG bytes, captions) rows with 1 to 6 captions per image (unequal on purpose)."""
+    rng = np.random.default_rng(seed)
+    colours = list(COLOURS)
+    rows = []
+    for i in range(n):
+        colour = colours[i % len(colours)]
+        caps = [f"a {colour} {rng.choice(['photo', 'picture', 'image'])} of a {rng.choice(['cat', 'dog', 'car'])}" for _ in range(1 + i % 6)]
+        rows.append((png_bytes(colour_image(colour, seed=seed * 1000 + i)), caps))
+    return rows
+
+
+def write_parquet(folder: Path, split: str, rows, *, kind: str, classnames: Sequence[str] = (), image_column: str = "image",
+                  target_column: str | None = None, config: str | None = None) -> Path:
+    """The hub parquet layout: `[config/]<split>-00000-of-00001.parquet` with `datasets` features."""
+    import datasets
+
+    target_column = target_column or ("label" if kind == "classification" else "captions")
+    images = [{"bytes": b, "path": None} for b, _ in rows]
+    if kind == "classification":
+        features = datasets.Features({image_column: datasets.Image(), target_column: datasets.ClassLabel(names=list(classnames))})
+    else:
+        features = datasets.Features({image_column: datasets.Image(), target_column: datasets.Sequence(datasets.Value("string"))})
+    ds = datasets.Dataset.from_dict({image_column: images, target_column: [t for _, t in rows]}, features=features)
+    out = (folder / config if config else folder) / f"{split}-00000-of-00001.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_parquet(str(out))
+    return folder
+
+
+def write_arrow(folder: Path, split: str, rows, *, kind: str, classnames: Sequence[str] = ()) -> Path:
+    """A `save_to_disk` DatasetDict folder."""
+    import datasets
+
+    tmp = folder.parent / (folder.name + "_src")
+    write_parquet(tmp, split, rows, kind=kind, classnames=classnames)
+    ds = datasets.load_dataset("parquet", data_files={split: str(tmp / f"{split}-00000-of-00001.parquet")})
+    ds.save_to_disk(str(folder))
+    return folder
+
+
+def write_webdataset(folder: Path, split: str, rows, *, kind: str, classnames: Sequence[str] = (), shard_size: int = 7,
+                     ext: str = "png") -> Path:
+    """The CLIP_benchmark layout: `<split>/NN.tar` shards + nshards.txt, classnames.txt, templates, dataset_type.txt."""
+    (folder / split).mkdir(parents=True, exist_ok=True)
+    shards = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
+    for s, shard in enumerate(shards):
+        with tarfile.open(folder / split / f"{s}.tar", "w") as tar:
+            for j, (image, target) in enumerate(shard):
+                key = f"s{s * shard_size + j:07d}"
+                payload = str(target).encode() if kind == "classification" else "\n".join(target).encode()
+                for name, data in ((f"{key}.{ext}", image), (f"{key}.{'cls' if kind == 'classification' else 'txt'}", payload)):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    (folder / split / "nshards.txt").write_text(f"{len(shards)}\n")
+    (folder / "dataset_type.txt").write_text("zeroshot_classification\n" if kind == "classification" else "retrieval\n")
+    if kind == "classification":
+        (folder / "classnames.txt").write_text("\n".join(classnames) + "\n")
+        (folder / "zeroshot_classification_templates.txt").write_text("a photo of a {c}.\n")
+    return folder
+
+
+def write_imagefolder(folder: Path, split: str, rows, *, classnames: Sequence[str]) -> Path:
+    """`<split>/<class name>/<key>.png`."""
+    for i, (image, label) in enumerate(rows):
+        target = folder / split / classnames[label] / f"{i:05d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(image)
+    return folder
+
+
+def write_card(path: Path, *, name: str, kind: str, source: dict, classnames: Sequence[str] = (),
+               templates: Sequence[str] = ("a photo of a {c}.", "a picture of the {c}.")) -> Path:
+    """A task card, with its class-name and template files beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f'name = "{name}"', f'type = "{"zeroshot_classification" if kind == "classification" else "retrieval"}"', "version = 1", "", "[source]"]
+    for key, value in source.items():
+        lines.append(f"{key} = {json.dumps(value) if isinstance(value, str) else value}")
+    if kind == "classification":
+        (path.parent / f"{name}_classnames.txt").write_text("\n".join(classnames) + "\n")
+        (path.parent / f"{name}_templates.txt").write_text("\n".join(templates) + "\n")
+        lines += ["", "[prompts]", f'classnames = "{name}_classnames.txt"', f'templates = "{name}_templates.txt"']
+    path.write_text("\n".join(lines) + "\n")
+    return path

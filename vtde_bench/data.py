@@ -1,0 +1,405 @@
+"""Loading a task's data, in any supported layout, into one canonical shape.
+
+Every layout goes through `datasets`: a hub id at a pinned revision, a
+`save_to_disk` folder ("arrow"), parquet files, webdataset shards in the
+CLIP_benchmark layout, and an imagefolder. Whatever the layout, the result is
+a `TaskData`: row keys, lazily read image bytes, and integer labels or lists
+of captions, plus a content fingerprint that does not depend on the layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL import Image
+
+from vtde_bench.errors import UserError
+from vtde_bench.progress import NullProgress, Progress
+from vtde_bench.tasks import ClassificationTask, RetrievalTask, Task
+
+LAYOUTS = ("arrow", "webdataset", "parquet", "imagefolder")  # the order in which local layouts are tried
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+WDS_IMAGE_COLUMNS = ("webp", "jpg", "jpeg", "png")
+
+
+@dataclass
+class TaskData:
+    """A task's rows in canonical form; images stay on disk until asked for.
+
+    `labels` is set for classification and `captions` for retrieval.
+    """
+
+    dataset: Any  # a datasets.Dataset whose image column is not decoded
+    image_column: str
+    keys: list[str]
+    layout: str
+    location: str
+    labels: list[int] | None = None
+    captions: list[list[str]] | None = None
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def image_bytes(self, index: int) -> bytes:
+        return _as_bytes(self.dataset[index][self.image_column], self.keys[index])
+
+    def iter_image_bytes(self, batch_size: int = 256):
+        """All image bytes in row order, read in batches (much faster than row by row)."""
+        column = self.dataset.select_columns([self.image_column])
+        index = 0
+        for batch in column.iter(batch_size=batch_size):
+            for value in batch[self.image_column]:
+                yield _as_bytes(value, self.keys[index])
+                index += 1
+
+
+def _as_bytes(value: Any, key: str) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return value["bytes"]
+        if value.get("path"):
+            return Path(value["path"]).read_bytes()
+    raise UserError(f"image {key!r} holds no image bytes or path ({type(value).__name__}); check the image column")
+
+
+# ----------------------------------------------------------------------------- image decoding
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode image bytes to an 8-bit RGB PIL image.
+
+    16-bit and 32-bit integer images are scaled to 8 bits first: `convert("RGB")`,
+    which the processors do, would clip them and turn them nearly white.
+    Raises whatever Pillow raises for a corrupt image (callers report the key).
+    """
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        import numpy as np
+
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(np.rint(array / top * 255.0), 0, 255).astype(np.uint8), mode="L")
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image
+
+
+# ----------------------------------------------------------------------------- layout detection
+
+
+def detect_layouts(folder: Path) -> list[str]:
+    """Which of the supported layouts a folder looks like, in the fixed order of `LAYOUTS`."""
+    found = []
+    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+        found.append("arrow")
+    if any(folder.glob("**/*.tar")):
+        found.append("webdataset")
+    if any(folder.glob("**/*.parquet")):
+        found.append("parquet")
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.glob("*/**/*") if p.is_file()):
+        found.append("imagefolder")
+    return found
+
+
+def _local_layout(folder: Path, forced: str = "auto") -> str:
+    if not folder.is_dir():
+        raise UserError(f"data folder {folder} does not exist; check the path (or run 'vtde-bench download')")
+    if forced not in ("auto", ""):
+        return forced
+    layouts = detect_layouts(folder)
+    if len(layouts) != 1:
+        what = "matches none" if not layouts else f"matches several ({', '.join(layouts)})"
+        raise UserError(
+            f"data folder {folder} {what} of the supported layouts ({', '.join(LAYOUTS)}); "
+            "keep exactly one layout in the folder"
+        )
+    return layouts[0]
+
+
+# ----------------------------------------------------------------------------- loading per layout
+
+
+def _load_arrow(folder: Path, split: str) -> Any:
+    import datasets
+
+    loaded = datasets.load_from_disk(str(folder))
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise UserError(f"{folder} has no split '{split}' (it has: {', '.join(loaded)}); fix source.split in the card")
+        return loaded[split]
+    return loaded
+
+
+def _split_files(folder: Path, pattern: str, split: str, config: str | None) -> list[str]:
+    root = folder / config if config and (folder / config).is_dir() else folder
+    files = sorted(
+        p for p in root.glob(f"**/{pattern}")
+        if p.name.startswith(f"{split}-") or p.name.startswith(f"{split}.") or p.parent.name == split
+    )
+    if not files:
+        present = sorted({p.parent.name if p.parent != root else p.name.split("-")[0].split(".")[0] for p in root.glob(f"**/{pattern}")})
+        raise UserError(
+            f"{folder} has no {pattern} files for split '{split}' (found: {', '.join(present) or 'none'}); "
+            "fix source.split in the card or the file names"
+        )
+    return [str(p) for p in files]
+
+
+def _load_files(builder: str, folder: Path, pattern: str, split: str, config: str | None) -> Any:
+    import datasets
+
+    files = _split_files(folder, pattern, split, config)
+    return datasets.load_dataset(builder, data_files={split: files}, split=split)
+
+
+def _load_imagefolder(folder: Path, split: str) -> Any:
+    import datasets
+
+    root = folder / split if (folder / split).is_dir() else folder
+    return datasets.load_dataset("imagefolder", data_dir=str(root), split="train")
+
+
+def _load_hub(task: Task) -> Any:
+    import datasets
+
+    src = task.source
+    if src.format == "webdataset":
+        # The CLIP_benchmark repos hold tar shards beside text files; pointing the
+        # hub loader at the repo would pick the wrong builder, so name the shards.
+        pattern = f"hf://datasets/{src.hub}@{src.revision}/{src.split}/*.tar"
+        return datasets.load_dataset("webdataset", data_files={src.split: pattern}, split=src.split)
+    try:
+        return datasets.load_dataset(src.hub, name=src.config, revision=src.revision, split=src.split)
+    except ValueError as e:
+        raise UserError(f"task {task.name}: cannot load split '{src.split}' of {src.hub} ({e})") from None
+
+
+# ----------------------------------------------------------------------------- canonical form
+
+
+@dataclass(frozen=True)
+class _Columns:
+    image: str
+    target: str
+    key: str | None
+    captions_are_lines: bool = False
+
+
+def _columns_for(task: Task, layout: str, dataset: Any) -> _Columns:
+    target = task.source.label_column if isinstance(task, ClassificationTask) else task.source.caption_column
+    if layout == "webdataset":
+        image = next((c for c in WDS_IMAGE_COLUMNS if c in dataset.column_names), None)
+        if image is None:
+            raise UserError(f"task {task.name}: the webdataset shards hold no image files ({', '.join(WDS_IMAGE_COLUMNS)})")
+        return _Columns(image, "cls" if isinstance(task, ClassificationTask) else "txt", "__key__", captions_are_lines=True)
+    if layout == "imagefolder":
+        return _Columns("image", "label", None)
+    return _Columns(task.source.image_column, target or "", task.source.key_column)
+
+
+def _check_columns(task: Task, dataset: Any, columns: _Columns, where: str) -> None:
+    for role, name in (("image_column", columns.image), ("label/caption column", columns.target), ("key_column", columns.key)):
+        if name is not None and name not in dataset.column_names:
+            raise UserError(
+                f"task {task.name}: {where} has no column '{name}' ({role}); it has {', '.join(dataset.column_names)}"
+            )
+
+
+def _imagefolder_labels(task: ClassificationTask, dataset: Any) -> list[int]:
+    """Map imagefolder folder names to the card's class indices.
+
+    Folders named like the card's classes map by name; integer folder names are
+    class indices (ImageNet-V2 style, never sorted as strings); otherwise there
+    must be one folder per class and they are taken in sorted order, as
+    torchvision's ImageFolder does.
+    """
+    names = dataset.features["label"].names
+    lookup = {name: i for i, name in enumerate(task.classnames)}
+    if all(n in lookup for n in names):
+        mapping = [lookup[n] for n in names]
+    elif all(n.isdigit() for n in names):
+        mapping = [int(n) for n in names]
+    elif len(names) == len(task.classnames):
+        mapping = list(range(len(names)))
+    else:
+        raise UserError(
+            f"task {task.name}: the imagefolder has {len(names)} class folders but the card has "
+            f"{len(task.classnames)} classes, and the folder names are neither class names nor indices; "
+            "name the folders after the classes"
+        )
+    return [mapping[x] for x in dataset["label"]]
+
+
+def _captions(task: Task, values: Sequence[Any], keys: list[str], lines: bool) -> list[list[str]]:
+    out = []
+    for key, value in zip(keys, values):
+        if isinstance(value, str):
+            caps = [c.strip() for c in value.splitlines()] if lines else [value.strip()]
+        elif isinstance(value, (list, tuple)) and all(isinstance(c, str) for c in value):
+            caps = [c.strip() for c in value]
+        else:
+            raise UserError(
+                f"task {task.name}: the caption of row {key!r} is {type(value).__name__}, "
+                "not text or a list of text; check source.caption_column"
+            )
+        caps = [c for c in caps if c]
+        if not caps:
+            raise UserError(f"task {task.name}: row {key!r} has no caption; every image needs at least one")
+        out.append(caps)
+    return out
+
+
+def _labels(task: ClassificationTask, values: Sequence[Any], keys: list[str]) -> list[int]:
+    labels = []
+    for key, value in zip(keys, values):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"task {task.name}: the label of row {key!r} is {value!r}, not an integer class index")
+        if not 0 <= value < len(task.classnames):
+            raise UserError(
+                f"task {task.name}: the label of row {key!r} is {value}, outside the card's "
+                f"{len(task.classnames)} classes; check the class-name file and the label column"
+            )
+        labels.append(value)
+    return labels
+
+
+def _check_local_classnames(task: Task, folder: Path, progress: Progress) -> None:
+    """A CLIP_benchmark copy carries its own classnames.txt: the card's win, but they must agree in number."""
+    path = folder / "classnames.txt"
+    if not isinstance(task, ClassificationTask) or not path.is_file():
+        return
+    theirs = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(theirs) != len(task.classnames):
+        raise UserError(
+            f"task {task.name}: {path} lists {len(theirs)} classes but the card has {len(task.classnames)}; "
+            "this copy is of another dataset or version"
+        )
+    if tuple(theirs) != task.classnames:
+        progress.note(f"{task.name}: {path} words some class names differently; using the card's class names")
+
+
+def content_fingerprint(image_hashes: Sequence[str], targets: Sequence[Any]) -> str:
+    """sha256 over the rows sorted by (image sha256, label or captions).
+
+    Row keys are left out on purpose: each layout names rows its own way (tar
+    keys, file names, row numbers), and the same data in two layouts must get
+    the same fingerprint. Sorting makes it independent of row order, as every
+    metric is.
+    """
+    rows = sorted(f"{h}\t{json.dumps(t, ensure_ascii=False)}" for h, t in zip(image_hashes, targets))
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(row.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def load_task_data(
+    task: Task, *, data_dir: str | Path | None = None, limit: int | None = None, progress: Progress | None = None
+) -> TaskData:
+    """Load a task's rows from its source, or from `data_dir/<task name>/` when given.
+
+    `limit` keeps the first N rows in source order (for retrieval, N images with
+    all their captions).
+
+    Raises:
+        UserError: missing data, a layout that cannot be told apart, a missing split
+            or column, labels out of range, captions that are not text, a row count
+            that differs from the card's.
+    """
+    import datasets
+
+    progress = progress or NullProgress()
+    src = task.source
+    folder: Path | None = None
+    if data_dir is not None and (Path(data_dir) / task.name).exists():
+        folder = Path(data_dir) / task.name
+        layout = _local_layout(folder)
+    elif src.path is not None:
+        folder = src.path
+        layout = _local_layout(folder, src.format)
+    elif data_dir is not None:
+        raise UserError(
+            f"task {task.name}: no local copy at {Path(data_dir) / task.name}; "
+            f"run 'vtde-bench download --tasks {task.name} --to {data_dir}' or drop --data-dir"
+        )
+    else:
+        layout = "hub"
+
+    datasets.disable_progress_bars()
+    try:
+        if layout == "hub":
+            dataset = _load_hub(task)
+            layout = src.format if src.format != "auto" else "hub"
+        elif layout == "arrow":
+            dataset = _load_arrow(folder, src.split)
+        elif layout == "webdataset":
+            dataset = _load_files("webdataset", folder, "*.tar", src.split, None)
+        elif layout == "parquet":
+            dataset = _load_files("parquet", folder, "*.parquet", src.split, src.config)
+        elif layout == "imagefolder":
+            dataset = _load_imagefolder(folder, src.split)
+        else:
+            raise UserError(f"task {task.name}: unknown layout {layout!r}")
+    except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError) as e:
+        raise UserError(f"task {task.name}: cannot load its data ({e}); check the source or use --data-dir") from None
+    finally:
+        datasets.enable_progress_bars()
+
+    where = str(folder) if folder is not None else src.describe()
+    if len(dataset) == 0:
+        raise UserError(f"task {task.name}: the dataset at {where} is empty")
+    if len(dataset) != src.num_samples:
+        raise UserError(
+            f"task {task.name}: {where} has {len(dataset)} rows in split '{src.split}' but the card expects "
+            f"{src.num_samples}; use the complete copy or fix source.num_samples"
+        )
+    if folder is not None:
+        _check_local_classnames(task, folder, progress)
+    if limit is not None:
+        if limit < 1:
+            raise UserError("--limit must be a positive number of rows")
+        dataset = dataset.select(range(min(limit, len(dataset))))
+
+    columns = _columns_for(task, "webdataset" if layout == "webdataset" else layout, dataset)
+    _check_columns(task, dataset, columns, where)
+    if isinstance(dataset.features.get(columns.image), datasets.Image):
+        dataset = dataset.cast_column(columns.image, datasets.Image(decode=False))
+    keys = _row_keys(dataset, columns, layout, folder)
+
+    data = TaskData(dataset=dataset, image_column=columns.image, keys=keys, layout=layout, location=where)
+    if isinstance(task, ClassificationTask):
+        if layout == "imagefolder":
+            data.labels = _imagefolder_labels(task, dataset)
+        else:
+            data.labels = _labels(task, dataset[columns.target], keys)
+        targets: list[Any] = data.labels
+    else:
+        assert isinstance(task, RetrievalTask)
+        data.captions = _captions(task, dataset[columns.target], keys, columns.captions_are_lines)
+        targets = data.captions
+
+    with progress.bar(f"Fingerprinting {task.name}", total=len(data)) as bar:
+        hashes = []
+        for blob in data.iter_image_bytes():
+            hashes.append(hashlib.sha256(blob).hexdigest())
+            bar.advance()
+    data.fingerprint = content_fingerprint(hashes, targets)
+    return data
+
+
+def _row_keys(dataset: Any, columns: _Columns, layout: str, folder: Path | None) -> list[str]:
+    if columns.key is not None:
+        return [str(k) for k in dataset[columns.key]]
+    if layout == "imagefolder" and folder is not None:
+        paths = [value["path"] for value in dataset[columns.image]]
+        return [str(Path(p).relative_to(folder).with_suffix("")) if p else str(i) for i, p in enumerate(paths)]
+    return [str(i) for i in range(len(dataset))]

@@ -1,0 +1,151 @@
+"""Per task type: data → embeddings → metrics, plus the per-sample table.
+
+Dispatched by the spec's type (`EVALUATORS[type(task)]`), never by a task's name.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from vtde_bench import metrics as M
+from vtde_bench.data import TaskData
+from vtde_bench.embed import embed_images, embed_texts
+from vtde_bench.errors import UserError
+from vtde_bench.models import HFDualEncoder
+from vtde_bench.progress import Progress
+from vtde_bench.tasks import ClassificationTask, RetrievalTask, Task
+
+
+@dataclass
+class Outcome:
+    """What an evaluator measured; the runner adds provenance and makes a `TaskResult`."""
+
+    metrics: dict[str, float]
+    samples: pd.DataFrame
+    num_images: int
+    num_texts: int
+    bad_images: list[tuple[str, str]]
+    timings: dict[str, float]
+    per_class_recall: dict[str, float | None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    batch_size: int = 64
+    workers: int | None = None
+    skip_bad_images: bool = False
+
+
+def class_embeddings(
+    model: HFDualEncoder, classnames: tuple[str, ...], templates: tuple[str, ...], *, batch_size: int, progress: Progress
+) -> torch.Tensor:
+    """(C, D) class embeddings: the mean over templates of normalised prompt embeddings, renormalised.
+
+    `{c}` is replaced literally (never `str.format`, which would choke on other braces).
+    """
+    prompts = [template.replace("{c}", name) for name in classnames for template in templates]
+    emb = embed_texts(model, prompts, batch_size=batch_size, progress=progress, description="Embedding class prompts")
+    emb = emb.view(len(classnames), len(templates), -1).mean(dim=1)
+    return torch.nn.functional.normalize(emb, dim=-1)
+
+
+def evaluate_classification(
+    task: ClassificationTask, model: HFDualEncoder, data: TaskData, options: EmbedOptions, progress: Progress
+) -> Outcome:
+    assert data.labels is not None
+    t0 = time.perf_counter()
+    images = embed_images(
+        model, data, batch_size=options.batch_size, workers=options.workers,
+        skip_bad_images=options.skip_bad_images, progress=progress,
+    )
+    t1 = time.perf_counter()
+    classes = class_embeddings(model, task.classnames, task.templates, batch_size=max(options.batch_size, 64), progress=progress)
+    t2 = time.perf_counter()
+    labels = torch.tensor([data.labels[i] for i in images.indices], dtype=torch.long)
+    ranks, predictions = M.classification_ranks(images.embeddings, classes, labels)
+    n = len(task.classnames)
+    metrics = M.classification_metrics(ranks, labels, n)
+    recalls = M.per_class_recall(ranks, labels, n).tolist()
+    t3 = time.perf_counter()
+    samples = pd.DataFrame(
+        {
+            "key": [data.keys[i] for i in images.indices],
+            "label": labels.numpy(),
+            "rank": ranks.numpy(),
+            "top5": [row for row in predictions.tolist()],
+        }
+    )
+    return Outcome(
+        metrics=metrics,
+        samples=samples,
+        num_images=len(images.indices),
+        num_texts=n * len(task.templates),
+        bad_images=images.bad,
+        timings={"embed_images_s": t1 - t0, "embed_texts_s": t2 - t1, "metrics_s": t3 - t2},
+        per_class_recall={name: (None if r != r else r) for name, r in zip(task.classnames, recalls)},
+    )
+
+
+def evaluate_retrieval(
+    task: RetrievalTask, model: HFDualEncoder, data: TaskData, options: EmbedOptions, progress: Progress
+) -> Outcome:
+    assert data.captions is not None
+    t0 = time.perf_counter()
+    images = embed_images(
+        model, data, batch_size=options.batch_size, workers=options.workers,
+        skip_bad_images=options.skip_bad_images, progress=progress,
+    )
+    t1 = time.perf_counter()
+    # Captions of skipped images go too: a caption whose image is gone has no true match.
+    texts, text_to_image, caption_index = [], [], []
+    for position, row in enumerate(images.indices):
+        for j, caption in enumerate(data.captions[row]):
+            texts.append(caption)
+            text_to_image.append(position)
+            caption_index.append(j)
+    if not texts:
+        raise UserError(f"task {task.name}: no captions to retrieve")
+    text_emb = embed_texts(model, texts, batch_size=max(options.batch_size, 64), progress=progress, description="Embedding captions")
+    t2 = time.perf_counter()
+    image_ranks, text_ranks = M.retrieval_ranks(images.embeddings, text_emb, torch.tensor(text_to_image))
+    metrics = M.retrieval_metrics(image_ranks, text_ranks)
+    t3 = time.perf_counter()
+    keys = [data.keys[i] for i in images.indices]
+    samples = pd.concat(
+        [
+            pd.DataFrame({"query": "image", "key": keys, "caption_index": -1, "rank": image_ranks.numpy()}),
+            pd.DataFrame(
+                {
+                    "query": "text",
+                    "key": [keys[p] for p in text_to_image],
+                    "caption_index": caption_index,
+                    "rank": text_ranks.numpy(),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    return Outcome(
+        metrics=metrics,
+        samples=samples,
+        num_images=len(images.indices),
+        num_texts=len(texts),
+        bad_images=images.bad,
+        timings={"embed_images_s": t1 - t0, "embed_texts_s": t2 - t1, "metrics_s": t3 - t2},
+    )
+
+
+EVALUATORS: dict[type, Callable[..., Outcome]] = {
+    ClassificationTask: evaluate_classification,
+    RetrievalTask: evaluate_retrieval,
+}
+
+
+def evaluate_task(task: Task, model: HFDualEncoder, data: TaskData, options: EmbedOptions, progress: Progress) -> Outcome:
+    return EVALUATORS[type(task)](task, model, data, options, progress)

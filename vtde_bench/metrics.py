@@ -1,0 +1,164 @@
+"""Metric functions: pure, on tensors, no I/O.
+
+One rule for ties everywhere: a query's rank is 1 + the number of *wrong*
+candidates scoring at least as high as its best true match. Ties therefore
+count against the model, and no result depends on the order of the gallery.
+(When a query has several true matches, e.g. an image with five captions,
+another true match tying with the best one is not a mistake, so only wrong
+candidates are counted.)
+
+Similarities are computed in chunks of queries so that memory stays bounded
+by ``chunk_size x gallery`` however large the gallery.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+DEFAULT_CHUNK = 1024
+
+
+def _check_embeddings(*tensors: Tensor) -> None:
+    widths = {t.shape[-1] for t in tensors}
+    for t in tensors:
+        if t.ndim != 2:
+            raise ValueError(f"embeddings must be 2-D (n, dim), got shape {tuple(t.shape)}")
+    if len(widths) != 1:
+        raise ValueError(f"embeddings have different widths: {sorted(widths)}")
+
+
+def classification_ranks(
+    image_emb: Tensor, class_emb: Tensor, labels: Tensor, *, top: int = 5, chunk_size: int = DEFAULT_CHUNK
+) -> tuple[Tensor, Tensor]:
+    """Rank of the true class for each image, and the top predictions.
+
+    Args:
+        image_emb: (N, D) image embeddings.
+        class_emb: (C, D) class embeddings.
+        labels: (N,) true class indices in [0, C).
+        top: how many predictions to return per image (at most C).
+
+    Returns:
+        ranks: (N,) int64, 1 = the true class scored strictly highest.
+        predictions: (N, min(top, C)) int64 class indices, best first.
+
+    >>> img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> cls = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    >>> classification_ranks(img, cls, torch.tensor([0, 0]))[0].tolist()
+    [1, 2]
+    """
+    _check_embeddings(image_emb, class_emb)
+    labels = labels.to(torch.long)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= class_emb.shape[0]):
+        raise ValueError(f"labels must lie in [0, {class_emb.shape[0]})")
+    class_emb = class_emb.float()
+    ranks, preds = [], []
+    k = min(top, class_emb.shape[0])
+    for start in range(0, image_emb.shape[0], chunk_size):
+        scores = image_emb[start : start + chunk_size].float() @ class_emb.T
+        true = scores.gather(1, labels[start : start + chunk_size, None])
+        ranks.append((scores >= true).sum(1))  # the true class counts itself once
+        preds.append(scores.topk(k, dim=1).indices)
+    if not ranks:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, k, dtype=torch.long)
+    return torch.cat(ranks), torch.cat(preds)
+
+
+def recall_at_k(ranks: Tensor, k: int) -> float:
+    """Fraction of queries whose rank is at most k (top-k accuracy, or recall@k).
+
+    >>> recall_at_k(torch.tensor([1, 2, 7]), 5)
+    0.6666666666666666
+    """
+    if ranks.numel() == 0:
+        raise ValueError("no queries to score")
+    return int((ranks <= k).sum()) / ranks.numel()  # exact in float64, not a float32 mean
+
+
+def per_class_recall(ranks: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Top-1 recall of each class: the fraction of its images classified correctly.
+
+    Returns:
+        (num_classes,) float, NaN for classes with no images.
+
+    >>> per_class_recall(torch.tensor([1, 2, 1]), torch.tensor([0, 0, 1]), 3).tolist()
+    [0.5, 1.0, nan]
+    """
+    labels = labels.to(torch.long)
+    hits = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, labels, (ranks == 1).double())
+    counts = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, labels, torch.ones(labels.shape[0], dtype=torch.float64))
+    return torch.where(counts > 0, hits / counts.clamp(min=1), torch.full_like(hits, float("nan")))
+
+
+def mean_per_class_recall(ranks: Tensor, labels: Tensor, num_classes: int) -> float:
+    """Mean of `per_class_recall` over the classes that have images (balanced accuracy)."""
+    recalls = per_class_recall(ranks, labels, num_classes)
+    return recalls[~recalls.isnan()].mean().item()
+
+
+def retrieval_ranks(
+    image_emb: Tensor, text_emb: Tensor, text_to_image: Tensor, *, chunk_size: int = DEFAULT_CHUNK
+) -> tuple[Tensor, Tensor]:
+    """Ranks for image→text and text→image retrieval.
+
+    Recall@k in CLIP papers means "at least one true caption in the top k": an
+    image query's rank is that of its best-scoring caption.
+
+    Args:
+        image_emb: (N, D) image embeddings.
+        text_emb: (T, D) caption embeddings.
+        text_to_image: (T,) index of each caption's image, in [0, N). Every
+            image must have at least one caption.
+
+    Returns:
+        image_ranks: (N,) int64 rank of each image query's best true caption among all T captions.
+        text_ranks: (T,) int64 rank of each caption query's image among all N images.
+
+    >>> img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    >>> [r.tolist() for r in retrieval_ranks(img, txt, torch.tensor([0, 1, 0]))]
+    [[1, 1], [1, 1, 2]]
+    """
+    _check_embeddings(image_emb, text_emb)
+    n_images = image_emb.shape[0]
+    text_to_image = text_to_image.to(torch.long)
+    if text_to_image.numel() != text_emb.shape[0]:
+        raise ValueError("text_to_image must have one entry per caption")
+    if torch.bincount(text_to_image, minlength=n_images).min() < 1 or text_to_image.max() >= n_images:
+        raise ValueError("every image needs at least one caption, and every caption an image in [0, N)")
+    image_emb, text_emb = image_emb.float(), text_emb.float()
+
+    image_ranks = []
+    for start in range(0, n_images, chunk_size):
+        scores = image_emb[start : start + chunk_size] @ text_emb.T  # (B, T)
+        own = text_to_image[None, :] == torch.arange(start, start + scores.shape[0])[:, None]
+        best = scores.masked_fill(~own, float("-inf")).max(1, keepdim=True).values
+        image_ranks.append(1 + ((scores >= best) & ~own).sum(1))
+
+    text_ranks = []
+    for start in range(0, text_emb.shape[0], chunk_size):
+        scores = text_emb[start : start + chunk_size] @ image_emb.T  # (B, N)
+        true = scores.gather(1, text_to_image[start : start + chunk_size, None])
+        text_ranks.append((scores >= true).sum(1))  # one true image, which counts itself
+    return torch.cat(image_ranks), torch.cat(text_ranks)
+
+
+def classification_metrics(ranks: Tensor, labels: Tensor, num_classes: int) -> dict[str, float]:
+    """acc1, acc5 (with five or more classes) and mean per-class recall, as fractions."""
+    metrics = {"acc1": recall_at_k(ranks, 1)}
+    if num_classes >= 5:
+        metrics["acc5"] = recall_at_k(ranks, 5)
+    metrics["mean_per_class_recall"] = mean_per_class_recall(ranks, labels, num_classes)
+    return metrics
+
+
+def retrieval_metrics(image_ranks: Tensor, text_ranks: Tensor) -> dict[str, float]:
+    """Recall@{1,5,10} both ways and their mean R@1, as fractions."""
+    metrics = {}
+    for k in (1, 5, 10):
+        metrics[f"image_to_text_recall@{k}"] = recall_at_k(image_ranks, k)
+    for k in (1, 5, 10):
+        metrics[f"text_to_image_recall@{k}"] = recall_at_k(text_ranks, k)
+    metrics["mean_recall@1"] = (metrics["image_to_text_recall@1"] + metrics["text_to_image_recall@1"]) / 2
+    return metrics

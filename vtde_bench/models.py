@@ -1,0 +1,275 @@
+"""Dual encoders: the protocol the evaluators use, and the transformers adapter.
+
+This is the only module that knows about transformers' output objects,
+processors, tokenizer padding rules (SigLIP) and checkpoint folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from vtde_bench.errors import RunFailure, UserError
+
+# SigLIP was trained on texts padded to the full length; its text tower pools the
+# last position, so padding to the longest text in a batch changes the embeddings.
+_PAD_TO_MAX_LENGTH = {"siglip", "siglip2"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@runtime_checkable
+class DualEncoder(Protocol):
+    """What the evaluators need: images and texts to L2-normalised float32 embeddings of one width."""
+
+    def encode_images(self, images: list[Image.Image]) -> Tensor: ...
+
+    def encode_texts(self, texts: list[str]) -> Tensor: ...
+
+
+@dataclass
+class ModelInfo:
+    """Provenance of a loaded model, recorded in every result."""
+
+    path: str
+    revision: str | None = None
+    resolved_commit: str | None = None
+    weights_fingerprint: str | None = None
+    num_parameters: int | None = None
+    embedding_dim: int | None = None
+    model_type: str | None = None
+    is_local: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        """Folder name for results: `org__name` for a hub id, `<folder>-<fingerprint[:8]>` for a local folder."""
+        if not self.is_local:
+            return self.path.replace("/", "__")
+        name = Path(self.path).resolve().name or "model"
+        return f"{name}-{(self.weights_fingerprint or 'unknown')[:8]}"
+
+
+def weights_fingerprint(state_dict: dict[str, Tensor]) -> str:
+    """sha256 over the sorted (name, dtype, shape, bytes) of every tensor of a state dict."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise UserError(f"--device {device!r} is not one of auto, cpu, cuda, mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` is bf16 autocast on CUDA (fp16 where bf16 is unsupported) and fp32 elsewhere."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise UserError(f"--precision {precision!r} is not one of auto, fp32, bf16, fp16")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _accepted(fn: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Keep the processor outputs that the feature method names as parameters."""
+    names = {p.name for p in inspect.signature(fn).parameters.values() if p.kind != p.VAR_KEYWORD}
+    return {k: v for k, v in inputs.items() if k in names}
+
+
+def _features(output: Any) -> Tensor:
+    # transformers 5 returns an output object whose pooler_output is the projected
+    # embedding; older releases and custom models return the tensor itself.
+    if isinstance(output, Tensor):
+        return output
+    pooled = getattr(output, "pooler_output", None)
+    if isinstance(pooled, Tensor):
+        return pooled
+    for name in ("image_embeds", "text_embeds"):
+        if isinstance(getattr(output, name, None), Tensor):
+            return getattr(output, name)
+    raise RunFailure(f"the model's feature method returned {type(output).__name__}, which holds no embedding tensor")
+
+
+class HFDualEncoder:
+    """A transformers dual encoder (`VisionTextDualEncoderModel`, `CLIPModel`, `SiglipModel`, ...).
+
+    Preprocessing (`image_inputs`, `text_inputs`) runs on the CPU and may run in
+    worker processes; `embed_*` runs the model on its device.
+    """
+
+    def __init__(self, model: Any, processor: Any, *, info: ModelInfo, device: str = "auto", precision: str = "auto"):
+        for method in ("get_image_features", "get_text_features"):
+            if not callable(getattr(model, method, None)):
+                raise UserError(
+                    f"{info.path} is a {type(model).__name__}, not a vision-text dual encoder (it has no {method}); "
+                    "give a CLIP-, SigLIP- or VisionTextDualEncoder-style checkpoint"
+                )
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.model = model.to(self.device).eval()
+        self.image_processor = getattr(processor, "image_processor", processor)
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.info = info
+        config = model.config
+        self.info.model_type = getattr(config, "model_type", None)
+        self.pad_to_max_length = self.info.model_type in _PAD_TO_MAX_LENGTH
+        self.max_text_length = self._max_text_length()
+        self.info.num_parameters = sum(p.numel() for p in model.parameters())
+        self.info.weights_fingerprint = weights_fingerprint(model.state_dict())
+        self.info.embedding_dim = self._probe_width()
+
+    def _max_text_length(self) -> int:
+        text_config = getattr(self.model.config, "text_config", self.model.config)
+        limits = [getattr(text_config, "max_position_embeddings", None)]
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and tok_max < 100_000:  # tokenizers use 1e30 for "no limit"
+            limits.append(tok_max)
+        known = [x for x in limits if isinstance(x, int) and x > 0]
+        return min(known) if known else 77
+
+    def _probe_width(self) -> int:
+        """Run one tiny image and text through the model, so a broken checkpoint fails before the data loads."""
+        image_width = self.encode_images([Image.new("RGB", (32, 32), (127, 127, 127))]).shape[1]
+        text_width = self.encode_texts(["a photo."]).shape[1]
+        if image_width != text_width:
+            raise UserError(
+                f"{self.info.path}: image embeddings have width {image_width} but text embeddings {text_width}; "
+                "a dual encoder must project both into one space (check projection_dim)"
+            )
+        return image_width
+
+    # -------------------------------------------------------------- preprocessing (CPU, picklable)
+
+    def image_inputs(self, images: list[Image.Image]) -> dict[str, Tensor]:
+        return dict(self.image_processor(images=images, return_tensors="pt"))
+
+    def text_inputs(self, texts: list[str]) -> dict[str, Tensor]:
+        padding = "max_length" if self.pad_to_max_length else True
+        return dict(
+            self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_text_length, return_tensors="pt")
+        )
+
+    # -------------------------------------------------------------- model (device)
+
+    def _run(self, fn: Any, inputs: dict[str, Tensor]) -> Tensor:
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in _accepted(fn, inputs).items()}
+        autocast = self.precision in ("bf16", "fp16")
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
+            emb = _features(fn(**inputs))
+        # Normalise and compare in float32 whatever the compute precision.
+        emb = emb.float()
+        if not torch.isfinite(emb).all():
+            raise RunFailure(
+                f"the model produced NaN or inf embeddings in {self.precision}; rerun with --precision fp32"
+            )
+        return F.normalize(emb, dim=-1).cpu()
+
+    def embed_image_inputs(self, inputs: dict[str, Tensor]) -> Tensor:
+        """(B, D) L2-normalised float32 image embeddings on the CPU."""
+        return self._run(self.model.get_image_features, inputs)
+
+    def embed_text_inputs(self, inputs: dict[str, Tensor]) -> Tensor:
+        """(B, D) L2-normalised float32 text embeddings on the CPU."""
+        return self._run(self.model.get_text_features, inputs)
+
+    def encode_images(self, images: list[Image.Image]) -> Tensor:
+        return self.embed_image_inputs(self.image_inputs(images))
+
+    def encode_texts(self, texts: list[str]) -> Tensor:
+        return self.embed_text_inputs(self.text_inputs(texts))
+
+
+def _is_local(path: str) -> bool:
+    return Path(path).exists() or not _HUB_ID.match(path) or path.startswith((".", "/", "~"))
+
+
+def load_model(
+    path: str | Path,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+) -> HFDualEncoder:
+    """Load a dual encoder and its processor from a `save_pretrained` folder or a hub id.
+
+    Raises:
+        UserError: the path is missing or not a folder, has no config.json, is not a
+            dual encoder, or its weights do not load.
+    """
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    path = str(path)
+    local = _is_local(path)
+    if local:
+        folder = Path(path).expanduser()
+        if not folder.exists():
+            raise UserError(f"--model {path}: no such folder; give a save_pretrained folder or a hub id like org/name")
+        if not folder.is_dir():
+            raise UserError(f"--model {path} is a file; give the folder that holds config.json and the weights")
+        if not (folder / "config.json").is_file():
+            raise UserError(f"--model {path} has no config.json; give a folder written by save_pretrained")
+        if revision is not None:
+            raise UserError("--revision applies to hub ids only; a local folder has no revisions")
+        path = str(folder)
+    hub_args: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    try:
+        config = AutoConfig.from_pretrained(path, **hub_args)
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise UserError(f"{path} needs its own code to load; rerun with --trust-remote-code if you trust it") from None
+        raise UserError(f"{path}: config.json is not a model config transformers knows ({_first_line(e)})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot load the config ({_first_line(e)}); check the id, --revision and your network") from None
+    try:
+        model = AutoModel.from_pretrained(path, config=config, **hub_args)
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        raise UserError(f"{path}: the weights failed to load ({_first_line(e)}); check the checkpoint files") from None
+    try:
+        processor = AutoProcessor.from_pretrained(path, **hub_args)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{path}: no image processor and tokenizer could be loaded ({_first_line(e)}); save the processor with the model"
+        ) from None
+    if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
+        raise UserError(
+            f"{path}: the processor is a {type(processor).__name__}, without both an image processor and a tokenizer; "
+            "save a dual-encoder processor (e.g. VisionTextDualEncoderProcessor) in the folder"
+        )
+    info = ModelInfo(
+        path=path,
+        revision=revision,
+        resolved_commit=getattr(config, "_commit_hash", None),
+        is_local=local,
+    )
+    return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,128 @@
+"""Everything the user sees: progress bars, result tables, the task list. The only module that prints."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+# Logs and CI consoles are not terminals; rich would wrap them at 80 columns.
+out = Console(width=None if Console().is_terminal else 160)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+
+
+class _RichBar:
+    def __init__(self, progress: Progress, task_id: int):
+        self.progress, self.task_id = progress, task_id
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task_id, n)
+
+
+class RichProgress:
+    """Progress bars on stderr; transient, so the final table stands alone."""
+
+    def __init__(self, console: Console = err):
+        self.console = console
+        self._progress: Progress | None = None
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def bar(self, description: str, total: int | None) -> Iterator[_RichBar]:
+        if self._progress is None:
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
+                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=self.console, transient=True, disable=not self.console.is_terminal,
+            )
+            self._progress.start()
+        self._depth += 1
+        task_id = self._progress.add_task(description, total=total)
+        try:
+            yield _RichBar(self._progress, task_id)
+        finally:
+            self._progress.remove_task(task_id)
+            self._depth -= 1
+            if self._depth == 0:
+                self._progress.stop()
+                self._progress = None
+
+    def note(self, message: str) -> None:
+        self.console.print(f"[yellow]•[/yellow] {message}", highlight=False, soft_wrap=True)
+
+
+SHORT_NAMES = {"mean_per_class_recall": "mean/class", "mean_recall@1": "mean R@1"}
+
+
+def short_name(metric: str) -> str:
+    """Column headers that fit a terminal: image_to_text_recall@5 → I→T R@5."""
+    if metric in SHORT_NAMES:
+        return SHORT_NAMES[metric]
+    for long, short in (("image_to_text_recall@", "I→T R@"), ("text_to_image_recall@", "T→I R@")):
+        if metric.startswith(long):
+            return short + metric[len(long):]
+    return metric
+
+
+def percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def results_table(results: Iterable) -> list[Table]:
+    """One table per task type: a row per (model, task), a column per metric, in percent."""
+    by_type: dict[str, list] = {}
+    for result in results:
+        by_type.setdefault(result.task["type"], []).append(result)
+    tables = []
+    for kind, rows in by_type.items():
+        metric_names: list[str] = []
+        for r in rows:
+            metric_names += [m for m in r.metrics if m not in metric_names]
+        table = Table(title=f"{kind.replace('_', ' ')} (%)", title_justify="left")
+        table.add_column("model", style="cyan")
+        table.add_column("task", style="bold")
+        for name in metric_names:
+            table.add_column(short_name(name), justify="right")
+        table.add_column("images", justify="right")
+        table.add_column("img/s", justify="right")
+        table.add_column("time (s)", justify="right")
+        for r in rows:
+            cells = []
+            for name in metric_names:
+                cell = percent(r.metrics.get(name))
+                cells.append(f"[bold green]{cell}[/]" if name == r.task["main_metric"] else cell)
+            flag = " (limit)" if r.run.get("limit") else ""
+            timings = r.run.get("timings", {})
+            rate, seconds = timings.get("images_per_s"), timings.get("task_total_s")
+            table.add_row(r.model["slug"], r.task_name + flag, *cells, str(r.dataset["num_images"]),
+                          f"{rate:.0f}" if rate else "", f"{seconds:.1f}" if seconds else "")
+        tables.append(table)
+    return tables
+
+
+def print_results(results, *, where: dict | None = None) -> None:
+    for table in results_table(results):
+        out.print(table)
+    for name, path in (where or {}).items():
+        out.print(f"[dim]{name}: {path}[/dim]", highlight=False)
+
+
+def print_tasks(rows: list[dict]) -> None:
+    table = Table(title="vtde-bench tasks", title_justify="left")
+    for column in ("name", "type", "source", "split", "size", "main metric"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        table.add_row(row["name"], row["type"], row["source"], row["split"], f"{row['size']:,}", row["main_metric"])
+    out.print(table)
+
+
+def print_groups(groups: dict[str, tuple[str, ...]]) -> None:
+    for name, members in groups.items():
+        out.print(f"[bold]{name}[/bold]: {', '.join(members)}", highlight=False)
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)

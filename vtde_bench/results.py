@@ -1,0 +1,133 @@
+"""Result records: typed, versioned, written atomically.
+
+One JSON per (model, task) at `<output_dir>/<model slug>/<task>.json`, and
+beside it `<task>.samples.parquet` with one row per query. The per-sample
+file is written first and the JSON last, each through a temporary file and a
+rename, so a JSON on disk always describes a complete run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from vtde_bench.errors import UserError
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class TaskResult:
+    """The outcome of one task on one model. Metric values are fractions in [0, 1]."""
+
+    task: dict[str, Any]  # name, version, type, main_metric, card
+    model: dict[str, Any]  # path, revision, resolved_commit, weights_fingerprint, num_parameters, embedding_dim, slug
+    dataset: dict[str, Any]  # source, revision, split, layout, location, fingerprint, num_images, num_texts, num_bad_images
+    metrics: dict[str, float]
+    main_score: float
+    run: dict[str, Any]  # precision, device, batch_size, workers, limit, skip_bad_images, date, timings, versions
+    per_class_recall: dict[str, float | None] | None = None
+    schema_version: int = SCHEMA_VERSION
+    samples: Any = field(default=None, repr=False, compare=False)  # pandas.DataFrame, not in the JSON
+
+    @property
+    def task_name(self) -> str:
+        return self.task["name"]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("samples")
+        return {"schema_version": data.pop("schema_version"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "result") -> "TaskResult":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise UserError(f"{where}: schema_version {version!r} is not {SCHEMA_VERSION}; rerun the evaluation")
+        known = {"task", "model", "dataset", "metrics", "main_score", "run", "per_class_recall", "schema_version"}
+        missing = {"task", "model", "dataset", "metrics", "main_score", "run"} - set(data)
+        if missing:
+            raise UserError(f"{where}: not a vtde-bench result (missing {', '.join(sorted(missing))})")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def paths(self, output_dir: str | Path) -> tuple[Path, Path]:
+        """(result JSON, per-sample parquet) for this result under `output_dir`."""
+        folder = Path(output_dir) / self.model["slug"]
+        return folder / f"{self.task_name}.json", folder / f"{self.task_name}.samples.parquet"
+
+    def write(self, output_dir: str | Path) -> Path:
+        """Write the per-sample file, then the JSON, each atomically. Returns the JSON path."""
+        json_path, samples_path = self.paths(output_dir)
+        if self.samples is not None:
+            atomic_write(samples_path, lambda f: self.samples.to_parquet(f, index=False))
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        atomic_write(json_path, lambda f: f.write(text.encode("utf-8")))
+        return json_path
+
+
+def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    """Write a file through a temporary sibling and a rename: readers see the old file or the new, never half.
+
+    Raises:
+        UserError: the folder cannot be created or written (names the path).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror or e}); choose another --output-dir") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write {path} ({e.strerror or e}); free space or choose another --output-dir") from None
+        raise
+
+
+def read_result(path: str | Path) -> TaskResult:
+    """Read one result JSON.
+
+    Raises:
+        UserError: the file is missing, not JSON, or not a result of this schema.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"no result file at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); delete it and rerun") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a vtde-bench result")
+    return TaskResult.from_dict(data, where=str(path))
+
+
+def find_existing(json_path: Path, *, weights: str, dataset: str, task_version: int, limit: int | None) -> TaskResult | None:
+    """The result already on disk for the same weights, data, task version and limit, if it is complete."""
+    if not json_path.is_file():
+        return None
+    try:
+        old = read_result(json_path)
+    except UserError:
+        return None  # a damaged result is recomputed, never trusted
+    same = (
+        old.model.get("weights_fingerprint") == weights
+        and old.dataset.get("fingerprint") == dataset
+        and old.task.get("version") == task_version
+        and old.run.get("limit") == limit
+    )
+    samples = json_path.with_name(json_path.name.removesuffix(".json") + ".samples.parquet")
+    return old if same and samples.is_file() else None

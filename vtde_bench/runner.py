@@ -1,0 +1,204 @@
+"""`evaluate`: tasks × one model → results on disk. The CLI is a thin layer over this.
+
+The flow per task: resolve the spec, load the data (and its fingerprint),
+skip when a result for the same weights and data exists, evaluate, attach
+provenance, write atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from vtde_bench.errors import UserError
+from vtde_bench.progress import NullProgress, Progress
+from vtde_bench.results import TaskResult, find_existing
+from vtde_bench.tasks import Task, load_tasks
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that shapes a run besides the model and the tasks."""
+
+    output_dir: Path | None = Path("results")
+    data_dir: Path | None = None
+    batch_size: int = 64
+    workers: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    limit: int | None = None
+    skip_bad_images: bool = False
+    overwrite: bool = False
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Results:
+    """The results of one `evaluate` call, in task order."""
+
+    results: list[TaskResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # task names whose existing result was reused
+    paths: dict[str, Path] = field(default_factory=dict)  # task name → result JSON
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, task_name: str) -> TaskResult:
+        for result in self.results:
+            if result.task_name == task_name:
+                return result
+        raise KeyError(f"no result for task {task_name!r}; have {[r.task_name for r in self.results]}")
+
+    def to_dataframe(self):
+        """One row per (model, task, metric), values as fractions."""
+        import pandas as pd
+
+        rows = [
+            {"model": r.model["slug"], "task": r.task_name, "metric": name, "value": value, "main": name == r.task["main_metric"]}
+            for r in self.results
+            for name, value in r.metrics.items()
+        ]
+        return pd.DataFrame(rows, columns=["model", "task", "metric", "value", "main"])
+
+
+def library_versions() -> dict[str, str]:
+    import datasets
+    import torch
+    import transformers
+
+    from vtde_bench import __version__
+
+    return {
+        "vtde_bench": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+    }
+
+
+def _check_options(options: RunOptions) -> None:
+    if options.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if options.workers is not None and options.workers < 0:
+        raise UserError("--workers must be 0 or more")
+    if options.limit is not None and options.limit < 1:
+        raise UserError("--limit must be at least 1")
+    if options.data_dir is not None and not Path(options.data_dir).is_dir():
+        raise UserError(f"--data-dir {options.data_dir} is not a folder")
+
+
+def evaluate(
+    model: Any,
+    tasks: Sequence[str | Task] | str,
+    *,
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+) -> Results:
+    """Evaluate one model on tasks, writing one result per task under `options.output_dir`.
+
+    Args:
+        model: a checkpoint folder or hub id, or a loaded `HFDualEncoder`.
+        tasks: registry names, group names, card paths or task specs.
+        options: see `RunOptions`; `output_dir=None` writes nothing.
+
+    Raises:
+        UserError: bad input (exit code 2). RunFailure: a failure while running (3).
+    """
+    from vtde_bench.data import load_task_data
+    from vtde_bench.embed import default_workers
+    from vtde_bench.evaluators import EmbedOptions, evaluate_task
+    from vtde_bench.models import HFDualEncoder, load_model
+
+    options = options or RunOptions()
+    progress = progress or NullProgress()
+    _check_options(options)
+    specs = _resolve_tasks(tasks)
+    if not isinstance(model, HFDualEncoder):
+        started = time.perf_counter()
+        with progress.bar(f"Loading model {model}", total=None):
+            model = load_model(
+                model, revision=options.revision, trust_remote_code=options.trust_remote_code,
+                device=options.device, precision=options.precision,
+            )
+        load_seconds = time.perf_counter() - started
+    else:
+        load_seconds = 0.0
+    versions = library_versions()
+    embed_options = EmbedOptions(options.batch_size, options.workers, options.skip_bad_images)
+
+    results = Results()
+    for task in specs:
+        started = time.perf_counter()
+        with progress.bar(f"Loading data for {task.name}", total=None):
+            data = load_task_data(task, data_dir=options.data_dir, limit=options.limit, progress=progress)
+        data_seconds = time.perf_counter() - started
+        json_path = None
+        if options.output_dir is not None:
+            json_path = Path(options.output_dir) / model.info.slug / f"{task.name}.json"
+            existing = None if options.overwrite else find_existing(
+                json_path, weights=model.info.weights_fingerprint, dataset=data.fingerprint,
+                task_version=task.version, limit=options.limit,
+            )
+            if existing is not None:
+                progress.note(f"{task.name}: result for these weights and data exists at {json_path}; reusing it (--overwrite to redo)")
+                results.results.append(existing)
+                results.skipped.append(task.name)
+                results.paths[task.name] = json_path
+                continue
+        outcome = evaluate_task(task, model, data, embed_options, progress)
+        timings = {"load_model_s": load_seconds, "load_data_s": data_seconds, **outcome.timings,
+                   "task_total_s": time.perf_counter() - started}
+        timings["images_per_s"] = outcome.num_images / max(outcome.timings["embed_images_s"], 1e-9)
+        for key, message in outcome.bad_images:
+            progress.note(f"{task.name}: skipped bad image {message}")
+        result = TaskResult(
+            task={"name": task.name, "version": task.version, "type": task.type, "main_metric": task.main_metric,
+                  "card": str(task.card_path) if task.card_path else None},
+            model={
+                "path": model.info.path, "revision": model.info.revision, "resolved_commit": model.info.resolved_commit,
+                "weights_fingerprint": model.info.weights_fingerprint, "num_parameters": model.info.num_parameters,
+                "embedding_dim": model.info.embedding_dim, "model_type": model.info.model_type, "slug": model.info.slug,
+                **model.info.extra,
+            },
+            dataset={
+                "source": task.source.describe(), "hub": task.source.hub, "revision": task.source.revision,
+                "split": task.source.split, "layout": data.layout, "location": data.location,
+                "fingerprint": data.fingerprint, "num_images": outcome.num_images, "num_texts": outcome.num_texts,
+                "num_bad_images": len(outcome.bad_images), "bad_image_keys": [k for k, _ in outcome.bad_images],
+            },
+            metrics=outcome.metrics,
+            main_score=outcome.metrics[task.main_metric],
+            per_class_recall=outcome.per_class_recall,
+            run={
+                "precision": model.precision, "device": str(model.device), "batch_size": options.batch_size,
+                "workers": default_workers() if options.workers is None else options.workers, "limit": options.limit, "limited": options.limit is not None,
+                "skip_bad_images": options.skip_bad_images,
+                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "timings": timings, "versions": versions,
+            },
+            samples=outcome.samples,
+        )
+        if options.output_dir is not None:
+            results.paths[task.name] = result.write(options.output_dir)
+        results.results.append(result)
+    return results
+
+
+def _resolve_tasks(tasks: Sequence[str | Task] | str) -> list[Task]:
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if not tasks:
+        raise UserError("no tasks given; name registry tasks or card files (see 'vtde-bench tasks')")
+    specs: list[Task] = []
+    for item in tasks:
+        specs.extend(load_tasks([item]) if isinstance(item, str) else [item])
+    return specs

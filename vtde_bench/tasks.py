@@ -1,0 +1,325 @@
+"""Task cards: TOML files parsed into frozen, validated specs, and the registry.
+
+A card is data, never code: it is read with `tomllib`, unknown keys are
+rejected, every field is type-checked, and the class-name and template files
+it names must lie inside the card's own folder. This module imports neither
+torch nor datasets, so `vtde-bench tasks` stays instant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from vtde_bench.errors import UserError
+
+CLASSIFICATION = "zeroshot_classification"
+RETRIEVAL = "retrieval"
+
+CLASSIFICATION_METRICS = ("acc1", "acc5", "mean_per_class_recall")
+RETRIEVAL_METRICS = (
+    "image_to_text_recall@1",
+    "image_to_text_recall@5",
+    "image_to_text_recall@10",
+    "text_to_image_recall@1",
+    "text_to_image_recall@5",
+    "text_to_image_recall@10",
+    "mean_recall@1",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a task's data comes from: a hub dataset at a pinned revision, or a local folder.
+
+    Column names apply to the source's own layout (hub, parquet, `save_to_disk`);
+    the webdataset and imagefolder layouts have fixed column conventions.
+    """
+
+    split: str
+    image_column: str
+    num_samples: int
+    hub: str | None = None
+    revision: str | None = None
+    config: str | None = None
+    format: str = "auto"
+    path: Path | None = None
+    label_column: str | None = None
+    caption_column: str | None = None
+    key_column: str | None = None
+
+    def describe(self) -> str:
+        if self.hub is not None:
+            rev = f"@{self.revision[:12]}" if self.revision else ""
+            return f"{self.hub}{rev}"
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    """Zero-shot classification: each image is matched against one prompt embedding per class."""
+
+    name: str
+    version: int
+    source: Source
+    classnames: tuple[str, ...]
+    templates: tuple[str, ...]
+    card_path: Path | None = None
+    description: str = ""
+    main_metric: str = "acc1"
+    type: str = CLASSIFICATION
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        # acc5 is meaningless (always 1.0) with fewer than five classes.
+        return tuple(m for m in CLASSIFICATION_METRICS if m != "acc5" or len(self.classnames) >= 5)
+
+
+@dataclass(frozen=True)
+class RetrievalTask:
+    """Image-text retrieval: N images, each with one or more captions."""
+
+    name: str
+    version: int
+    source: Source
+    card_path: Path | None = None
+    description: str = ""
+    main_metric: str = "mean_recall@1"
+    type: str = RETRIEVAL
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return RETRIEVAL_METRICS
+
+
+Task = Union[ClassificationTask, RetrievalTask]
+
+
+# ----------------------------------------------------------------------------- card parsing
+
+_TOP_KEYS = {"name": str, "type": str, "version": int, "description": str, "main_metric": str}
+_SOURCE_KEYS = {
+    "hub": str,
+    "revision": str,
+    "config": str,
+    "format": str,
+    "path": str,
+    "split": str,
+    "image_column": str,
+    "label_column": str,
+    "caption_column": str,
+    "key_column": str,
+    "num_samples": int,
+}
+_PROMPT_KEYS = {"classnames": str, "templates": str}
+_FORMATS = ("auto", "parquet", "webdataset", "imagefolder", "arrow")
+
+
+class _Card:
+    """Reads one card's tables, turning every problem into a `UserError` naming the file and field."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"task card {path} does not exist; give a registry name or the path of a .toml card")
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"task card {path}: not valid TOML ({e}); fix the syntax") from None
+
+    def fail(self, field: str, problem: str) -> UserError:
+        return UserError(f"task card {self.path}: field '{field}' {problem}")
+
+    def table(self, name: str, allowed: dict[str, type], required: bool) -> dict[str, Any]:
+        table = self.data.get(name)
+        if table is None:
+            if required:
+                raise self.fail(name, "is missing; add a [" + name + "] table")
+            return {}
+        if not isinstance(table, dict):
+            raise self.fail(name, "must be a table, like [" + name + "]")
+        self.check(table, allowed, prefix=name + ".")
+        return table
+
+    def check(self, table: dict[str, Any], allowed: dict[str, type], prefix: str = "") -> None:
+        for key, value in table.items():
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, list(allowed), n=1)
+                extra = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; allowed: {', '.join(sorted(allowed))}"
+                raise self.fail(prefix + key, "is not a known field" + extra)
+            want = allowed[key]
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise self.fail(prefix + key, f"must be {want.__name__}, got {type(value).__name__} {value!r}")
+
+    def require(self, table: dict[str, Any], key: str, prefix: str = "") -> Any:
+        if key not in table:
+            raise self.fail(prefix + key, "is missing")
+        return table[key]
+
+    def inner_file(self, field: str, relative: str) -> Path:
+        """A data file named by the card, which must stay inside the card's folder (no path traversal)."""
+        root = self.path.parent.resolve()
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root):
+            raise self.fail(field, f"= {relative!r} points outside the card's folder {root}; keep data files beside the card")
+        if not target.is_file():
+            raise self.fail(field, f"= {relative!r}: no such file {target}")
+        return target
+
+    def lines(self, field: str, relative: str) -> tuple[str, ...]:
+        target = self.inner_file(field, relative)
+        try:
+            text = target.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(field, f"= {relative!r}: {target} is not UTF-8 text") from None
+        lines = tuple(line.strip() for line in text.splitlines() if line.strip())
+        if not lines:
+            raise self.fail(field, f"= {relative!r}: {target} is empty")
+        if len(set(lines)) != len(lines):
+            duplicate = next(x for x in lines if lines.count(x) > 1)
+            raise self.fail(field, f"= {relative!r}: {duplicate!r} appears twice in {target}")
+        return lines
+
+
+def load_card(path: str | Path) -> Task:
+    """Parse and validate one task card.
+
+    Raises:
+        UserError: the card is missing, not TOML, has an unknown or missing field, a
+            wrong type, or names files that are missing or outside its folder.
+    """
+    card = _Card(Path(path))
+    top = {k: v for k, v in card.data.items() if k not in ("source", "prompts")}
+    card.check(top, _TOP_KEYS)
+    name = card.require(top, "name")
+    kind = card.require(top, "type")
+    version = card.require(top, "version")
+    if kind not in (CLASSIFICATION, RETRIEVAL):
+        raise card.fail("type", f"must be '{CLASSIFICATION}' or '{RETRIEVAL}', got {kind!r}")
+    if version < 1:
+        raise card.fail("version", "must be a positive integer")
+
+    src = card.table("source", _SOURCE_KEYS, required=True)
+    if ("hub" in src) == ("path" in src):
+        raise card.fail("source", "needs exactly one of 'hub' (a dataset id) or 'path' (a local folder)")
+    if "hub" in src and "revision" not in src:
+        raise card.fail("source.revision", "is missing; pin hub datasets to a commit sha so results are reproducible")
+    fmt = src.get("format", "auto")
+    if fmt not in _FORMATS:
+        raise card.fail("source.format", f"must be one of {', '.join(_FORMATS)}, got {fmt!r}")
+    data_path = None
+    if "path" in src:
+        data_path = Path(src["path"])
+        if not data_path.is_absolute():
+            data_path = (card.path.parent / data_path).resolve()
+    num_samples = card.require(src, "num_samples", "source.")
+    if num_samples < 1:
+        raise card.fail("source.num_samples", "must be at least 1")
+    target_column = "label_column" if kind == CLASSIFICATION else "caption_column"
+    wrong_column = "caption_column" if kind == CLASSIFICATION else "label_column"
+    if wrong_column in src:
+        raise card.fail("source." + wrong_column, f"does not apply to a {kind} task; use {target_column}")
+    source = Source(
+        split=card.require(src, "split", "source."),
+        image_column=src.get("image_column", "image"),
+        num_samples=num_samples,
+        hub=src.get("hub"),
+        revision=src.get("revision"),
+        config=src.get("config"),
+        format=fmt,
+        path=data_path,
+        label_column=src.get("label_column", "label") if kind == CLASSIFICATION else None,
+        caption_column=src.get("caption_column", "captions") if kind == RETRIEVAL else None,
+        key_column=src.get("key_column"),
+    )
+
+    common = dict(name=name, version=version, source=source, card_path=card.path.resolve(), description=top.get("description", ""))
+    if kind == RETRIEVAL:
+        if "prompts" in card.data:
+            raise card.fail("prompts", "does not apply to a retrieval task; remove it")
+        task: Task = RetrievalTask(**common)
+    else:
+        prompts = card.table("prompts", _PROMPT_KEYS, required=True)
+        classnames = card.lines("prompts.classnames", card.require(prompts, "classnames", "prompts."))
+        templates = card.lines("prompts.templates", card.require(prompts, "templates", "prompts."))
+        for template in templates:
+            if "{c}" not in template:
+                raise card.fail("prompts.templates", f"template {template!r} has no '{{c}}' placeholder for the class name")
+        task = ClassificationTask(**common, classnames=classnames, templates=templates)
+    if "main_metric" in top:
+        if top["main_metric"] not in task.metrics:
+            raise card.fail("main_metric", f"= {top['main_metric']!r} is not one of {', '.join(task.metrics)}")
+        task = replace(task, main_metric=top["main_metric"])
+    return task
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def tasks_dir() -> Path:
+    """The folder of built-in cards: inside the package when installed, beside it in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "tasks", here.parent / "tasks"):
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"the built-in task folder is missing (looked in {here / 'tasks'} and {here.parent / 'tasks'}); reinstall vtde-bench")
+
+
+def registry() -> dict[str, Path]:
+    """Built-in task names → card paths, and group names → member names (see `groups`)."""
+    cards: dict[str, Path] = {}
+    for path in sorted(tasks_dir().glob("*.toml")):
+        if path.name == "groups.toml":
+            continue
+        cards[path.stem] = path
+    return cards
+
+
+def groups() -> dict[str, tuple[str, ...]]:
+    """Named groups of tasks from `tasks/groups.toml` (group name → task names)."""
+    path = tasks_dir() / "groups.toml"
+    if not path.is_file():
+        return {}
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {name: tuple(members) for name, members in data.items()}
+
+
+def load_tasks(names: list[str] | tuple[str, ...] | str) -> list[Task]:
+    """Resolve registry names, group names and card paths into validated task specs.
+
+    Raises:
+        UserError: an unknown name (with a did-you-mean), or a bad card.
+    """
+    if isinstance(names, str):
+        names = [names]
+    cards = registry()
+    known_groups = groups()
+    tasks: list[Task] = []
+    for name in names:
+        if name.endswith(".toml") or Path(name).is_file():
+            tasks.append(load_card(name))
+        elif name in cards:
+            tasks.append(load_card(cards[name]))
+        elif name in known_groups:
+            tasks.extend(load_card(cards[member]) for member in known_groups[name])
+        else:
+            choices = list(cards) + list(known_groups)
+            hint = difflib.get_close_matches(name, choices, n=1)
+            fix = f"did you mean '{hint[0]}'?" if hint else "run 'vtde-bench tasks' to list them"
+            raise UserError(f"unknown task '{name}'; {fix} (or give the path of a .toml card)")
+    seen: set[str] = set()
+    unique = []
+    for task in tasks:
+        if task.name in seen:
+            continue
+        seen.add(task.name)
+        unique.append(task)
+    return unique
