@@ -18,7 +18,7 @@ from torch import Tensor
 
 from vtde_bench.data import TaskData, decode_image
 from vtde_bench.errors import UserError
-from vtde_bench.models import HFDualEncoder
+from vtde_bench.models import Embedder
 from vtde_bench.progress import NullProgress, Progress
 
 
@@ -55,7 +55,7 @@ class _ImageRows(torch.utils.data.Dataset):
 class _Collate:
     """Runs the checkpoint's image processor on a batch, inside the worker."""
 
-    def __init__(self, model: HFDualEncoder):
+    def __init__(self, model: Embedder):
         self.model = model
 
     def __call__(self, rows: list[tuple[int, Any]]) -> tuple[list[int], dict[str, Tensor] | None, list[tuple[int, str]]]:
@@ -66,7 +66,7 @@ class _Collate:
 
 
 def embed_images(
-    model: HFDualEncoder,
+    model: Embedder,
     data: TaskData,
     *,
     batch_size: int = 64,
@@ -113,7 +113,7 @@ def embed_images(
 
 
 def embed_texts(
-    model: HFDualEncoder,
+    model: Embedder,
     texts: list[str],
     *,
     batch_size: int = 256,

@@ -16,7 +16,7 @@ from vtde_bench import metrics as M
 from vtde_bench.data import TaskData
 from vtde_bench.embed import embed_images, embed_texts
 from vtde_bench.errors import UserError
-from vtde_bench.models import HFDualEncoder
+from vtde_bench.models import Embedder
 from vtde_bench.progress import Progress
 from vtde_bench.tasks import ClassificationTask, RetrievalTask, Task
 
@@ -43,7 +43,7 @@ class EmbedOptions:
 
 
 def class_embeddings(
-    model: HFDualEncoder, classnames: tuple[str, ...], templates: tuple[str, ...], *, batch_size: int, progress: Progress
+    model: Embedder, classnames: tuple[str, ...], templates: tuple[str, ...], *, batch_size: int, progress: Progress
 ) -> torch.Tensor:
     """(C, D) class embeddings: the mean over templates of normalised prompt embeddings, renormalised.
 
@@ -56,7 +56,7 @@ def class_embeddings(
 
 
 def evaluate_classification(
-    task: ClassificationTask, model: HFDualEncoder, data: TaskData, options: EmbedOptions, progress: Progress
+    task: ClassificationTask, model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress
 ) -> Outcome:
     assert data.labels is not None
     t0 = time.perf_counter()
@@ -93,7 +93,7 @@ def evaluate_classification(
 
 
 def evaluate_retrieval(
-    task: RetrievalTask, model: HFDualEncoder, data: TaskData, options: EmbedOptions, progress: Progress
+    task: RetrievalTask, model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress
 ) -> Outcome:
     assert data.captions is not None
     t0 = time.perf_counter()
@@ -147,5 +147,5 @@ EVALUATORS: dict[type, Callable[..., Outcome]] = {
 }
 
 
-def evaluate_task(task: Task, model: HFDualEncoder, data: TaskData, options: EmbedOptions, progress: Progress) -> Outcome:
+def evaluate_task(task: Task, model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress) -> Outcome:
     return EVALUATORS[type(task)](task, model, data, options, progress)

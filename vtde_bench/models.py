@@ -35,6 +35,25 @@ class DualEncoder(Protocol):
     def encode_texts(self, texts: list[str]) -> Tensor: ...
 
 
+class Embedder(Protocol):
+    """What the embedding loop drives: CPU preprocessing (may run in workers), then the model.
+
+    `HFDualEncoder` and `ProtocolEncoder` implement it.
+    """
+
+    device: torch.device
+    precision: str
+    info: "ModelInfo"
+
+    def image_inputs(self, images: list[Image.Image]) -> dict[str, Any]: ...
+
+    def text_inputs(self, texts: list[str]) -> dict[str, Any]: ...
+
+    def embed_image_inputs(self, inputs: dict[str, Any]) -> Tensor: ...
+
+    def embed_text_inputs(self, inputs: dict[str, Any]) -> Tensor: ...
+
+
 @dataclass
 class ModelInfo:
     """Provenance of a loaded model, recorded in every result."""
@@ -122,12 +141,7 @@ class HFDualEncoder:
     """
 
     def __init__(self, model: Any, processor: Any, *, info: ModelInfo, device: str = "auto", precision: str = "auto"):
-        for method in ("get_image_features", "get_text_features"):
-            if not callable(getattr(model, method, None)):
-                raise UserError(
-                    f"{info.path} is a {type(model).__name__}, not a vision-text dual encoder (it has no {method}); "
-                    "give a CLIP-, SigLIP- or VisionTextDualEncoder-style checkpoint"
-                )
+        _check_dual_encoder(model, info.path)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
@@ -204,6 +218,89 @@ class HFDualEncoder:
         return self.embed_text_inputs(self.text_inputs(texts))
 
 
+def _check_dual_encoder(model: Any, path: str) -> None:
+    for method in ("get_image_features", "get_text_features"):
+        if not callable(getattr(model, method, None)):
+            raise UserError(
+                f"{path} is a {type(model).__name__}, not a vision-text dual encoder (it has no {method}); "
+                "give a CLIP-, SigLIP- or VisionTextDualEncoder-style checkpoint"
+            )
+
+
+class ProtocolEncoder:
+    """Wraps any object with `encode_images` / `encode_texts` so the embedding loop can drive it.
+
+    Preprocessing is the identity (the object gets PIL images and strings); its
+    outputs are checked, cast to float32 and L2-normalised here.
+    """
+
+    def __init__(self, encoder: Any, *, name: str | None = None):
+        self.encoder = encoder
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.info = ModelInfo(path=name or getattr(encoder, "name", type(encoder).__name__), model_type="custom")
+        state = encoder.state_dict() if callable(getattr(encoder, "state_dict", None)) else None
+        self.info.weights_fingerprint = (
+            weights_fingerprint(state) if state else getattr(encoder, "fingerprint", None)
+            or hashlib.sha256(f"{type(encoder).__module__}.{type(encoder).__qualname__}".encode()).hexdigest()
+        )
+        self.info.embedding_dim = self._probe_width()
+
+    def _probe_width(self) -> int:
+        image_width = self.embed_image_inputs({"images": [Image.new("RGB", (32, 32), (127, 127, 127))]}).shape[1]
+        text_width = self.embed_text_inputs({"texts": ["a photo."]}).shape[1]
+        if image_width != text_width:
+            raise UserError(f"{self.info.path}: image embeddings have width {image_width} but text embeddings {text_width}")
+        return image_width
+
+    def image_inputs(self, images: list[Image.Image]) -> dict[str, Any]:
+        return {"images": images}
+
+    def text_inputs(self, texts: list[str]) -> dict[str, Any]:
+        return {"texts": texts}
+
+    def _check(self, emb: Any, n: int) -> Tensor:
+        emb = torch.as_tensor(emb).float().cpu()
+        if emb.ndim != 2 or emb.shape[0] != n:
+            raise RunFailure(f"{self.info.path} returned embeddings of shape {tuple(emb.shape)} for {n} inputs; expected ({n}, D)")
+        if not torch.isfinite(emb).all():
+            raise RunFailure(f"{self.info.path} produced NaN or inf embeddings")
+        return F.normalize(emb, dim=-1)
+
+    def embed_image_inputs(self, inputs: dict[str, Any]) -> Tensor:
+        return self._check(self.encoder.encode_images(inputs["images"]), len(inputs["images"]))
+
+    def embed_text_inputs(self, inputs: dict[str, Any]) -> Tensor:
+        return self._check(self.encoder.encode_texts(inputs["texts"]), len(inputs["texts"]))
+
+
+def as_dual_encoder(model: Any, *, processor: Any = None, device: str = "auto", precision: str = "auto") -> Any:
+    """Turn what a user hands the API into something the embedding loop can drive.
+
+    Accepts a loaded adapter, a transformers model (with `processor`, or one saved
+    beside it at `model.name_or_path`), or any object with `encode_images` /
+    `encode_texts`.
+    """
+    if isinstance(model, (HFDualEncoder, ProtocolEncoder)):
+        return model
+    if callable(getattr(model, "get_image_features", None)):
+        if processor is None:
+            from transformers import AutoProcessor
+
+            try:
+                processor = AutoProcessor.from_pretrained(model.name_or_path)
+            except (OSError, ValueError, TypeError) as e:
+                raise UserError(f"pass processor= for this {type(model).__name__}: none could be loaded ({_first_line(e)})") from None
+        info = ModelInfo(path=str(getattr(model, "name_or_path", "") or type(model).__name__))
+        return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
+    if isinstance(model, DualEncoder):
+        return ProtocolEncoder(model)
+    raise UserError(
+        f"cannot evaluate a {type(model).__name__}: give a checkpoint path, a transformers dual encoder "
+        "with its processor, or an object with encode_images and encode_texts"
+    )
+
+
 def _is_local(path: str) -> bool:
     return Path(path).exists() or not _HUB_ID.match(path) or path.startswith((".", "/", "~"))
 
@@ -248,8 +345,9 @@ def load_model(
         raise UserError(f"{path}: cannot load the config ({_first_line(e)}); check the id, --revision and your network") from None
     try:
         model = AutoModel.from_pretrained(path, config=config, **hub_args)
-    except (OSError, RuntimeError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - safetensors, torch and transformers each raise their own types
         raise UserError(f"{path}: the weights failed to load ({_first_line(e)}); check the checkpoint files") from None
+    _check_dual_encoder(model, path)
     try:
         processor = AutoProcessor.from_pretrained(path, **hub_args)
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -62,9 +62,10 @@ class TaskResult:
     def write(self, output_dir: str | Path) -> Path:
         """Write the per-sample file, then the JSON, each atomically. Returns the JSON path."""
         json_path, samples_path = self.paths(output_dir)
+        # Serialise first: a result that cannot be written as JSON leaves no files at all.
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         if self.samples is not None:
             atomic_write(samples_path, lambda f: self.samples.to_parquet(f, index=False))
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         atomic_write(json_path, lambda f: f.write(text.encode("utf-8")))
         return json_path
 

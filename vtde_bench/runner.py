@@ -100,13 +100,15 @@ def evaluate(
     model: Any,
     tasks: Sequence[str | Task] | str,
     *,
+    processor: Any = None,
     options: RunOptions | None = None,
     progress: Progress | None = None,
 ) -> Results:
     """Evaluate one model on tasks, writing one result per task under `options.output_dir`.
 
     Args:
-        model: a checkpoint folder or hub id, or a loaded `HFDualEncoder`.
+        model: a checkpoint folder or hub id; a loaded transformers dual encoder
+            (with `processor`); or any object with `encode_images` / `encode_texts`.
         tasks: registry names, group names, card paths or task specs.
         options: see `RunOptions`; `output_dir=None` writes nothing.
 
@@ -116,13 +118,13 @@ def evaluate(
     from vtde_bench.data import load_task_data
     from vtde_bench.embed import default_workers
     from vtde_bench.evaluators import EmbedOptions, evaluate_task
-    from vtde_bench.models import HFDualEncoder, load_model
+    from vtde_bench.models import as_dual_encoder, load_model
 
     options = options or RunOptions()
     progress = progress or NullProgress()
     _check_options(options)
     specs = _resolve_tasks(tasks)
-    if not isinstance(model, HFDualEncoder):
+    if isinstance(model, (str, Path)):
         started = time.perf_counter()
         with progress.bar(f"Loading model {model}", total=None):
             model = load_model(
@@ -131,6 +133,7 @@ def evaluate(
             )
         load_seconds = time.perf_counter() - started
     else:
+        model = as_dual_encoder(model, processor=processor, device=options.device, precision=options.precision)
         load_seconds = 0.0
     versions = library_versions()
     embed_options = EmbedOptions(options.batch_size, options.workers, options.skip_bad_images)

@@ -1,0 +1,155 @@
+"""The transformers adapter: real tiny checkpoints loaded from folders, embeddings checked against the model's own forward."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import helpers
+from vtde_bench.errors import RunFailure, UserError
+from vtde_bench.models import ProtocolEncoder, as_dual_encoder, load_model, weights_fingerprint
+
+IMAGES = [helpers.colour_image(c, seed=i) for i, c in enumerate(["red", "blue", "green"])]
+TEXTS = ["a red cat", "the big blue dog on a car", "green"]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_vtde", "tiny_clip", "tiny_siglip"])
+def test_embeddings_match_the_models_own_forward(fixture, request):
+    """Guards the adapter's reading of transformers 5 output objects and the processors."""
+    from transformers import AutoModel, AutoProcessor
+
+    folder = request.getfixturevalue(fixture)
+    encoder = load_model(folder, device="cpu")
+    model = AutoModel.from_pretrained(folder).eval()
+    processor = AutoProcessor.from_pretrained(folder)
+    padding = "max_length" if fixture == "tiny_siglip" else True
+    text_inputs = processor.tokenizer(TEXTS, padding=padding, truncation=True, max_length=encoder.max_text_length, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**text_inputs, **processor.image_processor(images=IMAGES, return_tensors="pt"))
+    expected_img = torch.nn.functional.normalize(out.image_embeds, dim=-1)
+    expected_txt = torch.nn.functional.normalize(out.text_embeds, dim=-1)
+    torch.testing.assert_close(encoder.encode_images(IMAGES), expected_img, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(encoder.encode_texts(TEXTS), expected_txt, atol=1e-5, rtol=1e-5)
+    assert encoder.info.embedding_dim == expected_img.shape[1]
+    # Texts differ, so their embeddings must too (the tiny-CLIP pooling trap makes them equal).
+    assert torch.cdist(expected_txt, expected_txt).triu(1).max() > 1e-3
+
+
+def test_siglip_texts_are_padded_to_max_length(tiny_siglip):
+    """SigLIP pools the last position: padding to the longest text would change the embeddings."""
+    encoder = load_model(tiny_siglip, device="cpu")
+    assert encoder.pad_to_max_length and encoder.max_text_length == 16
+    inputs = encoder.text_inputs(["a red cat"])
+    assert inputs["input_ids"].shape[1] == 16
+    alone = encoder.encode_texts(["a red cat"])
+    with_long = encoder.encode_texts(["a red cat", "the big blue dog on a car with a white bird"])[:1]
+    torch.testing.assert_close(alone, with_long, atol=1e-5, rtol=1e-5)
+
+
+def test_texts_longer_than_the_model_are_truncated(tiny_clip):
+    encoder = load_model(tiny_clip, device="cpu")
+    long_text = " ".join(["red cat"] * 100)
+    assert encoder.text_inputs([long_text])["input_ids"].shape[1] == encoder.max_text_length == 32
+    assert encoder.encode_texts([long_text]).shape == (1, 16)
+
+
+def test_embeddings_are_unit_length_float32(tiny_vtde):
+    encoder = load_model(tiny_vtde, device="cpu")
+    emb = encoder.encode_images(IMAGES)
+    assert emb.dtype == torch.float32
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+
+
+def test_weights_fingerprint_is_content_based(tiny_vtde, tmp_path):
+    from transformers import AutoModel
+
+    a = AutoModel.from_pretrained(tiny_vtde)
+    a.save_pretrained(tmp_path / "copy")
+    b = AutoModel.from_pretrained(tmp_path / "copy")
+    assert weights_fingerprint(a.state_dict()) == weights_fingerprint(b.state_dict())
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-3
+    assert weights_fingerprint(a.state_dict()) != weights_fingerprint(b.state_dict())
+
+
+def test_slug_is_folder_name_and_fingerprint_prefix(tiny_vtde):
+    encoder = load_model(tiny_vtde, device="cpu")
+    assert encoder.info.slug == f"tiny-vtde-{encoder.info.weights_fingerprint[:8]}"
+    hub = encoder.info.__class__(path="openai/clip-vit-base-patch32", is_local=False)
+    assert hub.slug == "openai__clip-vit-base-patch32"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing", "no such folder"),
+        (lambda p: (p / "file.bin").write_bytes(b"x") and p / "file.bin", "is a file"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no config.json"),
+    ],
+)
+def test_bad_model_paths_are_user_errors(tmp_path, make, message):
+    with pytest.raises(UserError, match=message):
+        load_model(make(tmp_path))
+
+
+def test_text_only_model_is_rejected(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(tmp_path)
+    with pytest.raises(UserError, match="not a vision-text dual encoder|no image processor"):
+        load_model(tmp_path)
+
+
+def test_unloadable_weights_are_a_user_error(tiny_vtde, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_vtde, tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserError, match="weights failed to load"):
+        load_model(tmp_path / "m")
+
+
+def test_unknown_model_type_is_a_user_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-model"}))
+    with pytest.raises(UserError, match="config"):
+        load_model(tmp_path)
+
+
+def test_nan_embeddings_fail_and_suggest_fp32(tiny_vtde):
+    encoder = load_model(tiny_vtde, device="cpu")
+    with torch.no_grad():
+        encoder.model.visual_projection.weight.fill_(float("nan"))
+    with pytest.raises(RunFailure, match="fp32"):
+        encoder.encode_images(IMAGES)
+
+
+class _Fixed:
+    """Any object with encode_images/encode_texts is a dual encoder."""
+
+    def encode_images(self, images: list[Image.Image]):
+        return torch.ones(len(images), 4)
+
+    def encode_texts(self, texts: list[str]):
+        return torch.ones(len(texts), 3)
+
+
+def test_protocol_encoder_checks_widths():
+    with pytest.raises(UserError, match="width"):
+        ProtocolEncoder(_Fixed())
+
+
+def test_as_dual_encoder_rejects_other_objects():
+    with pytest.raises(UserError, match="cannot evaluate"):
+        as_dual_encoder(object())
+
+
+def test_as_dual_encoder_takes_a_loaded_model_with_processor(tiny_clip):
+    from transformers import AutoModel, AutoProcessor
+
+    encoder = as_dual_encoder(AutoModel.from_pretrained(tiny_clip), processor=AutoProcessor.from_pretrained(tiny_clip), device="cpu")
+    reference = load_model(tiny_clip, device="cpu")
+    assert encoder.info.weights_fingerprint == reference.info.weights_fingerprint
+    torch.testing.assert_close(encoder.encode_images(IMAGES), reference.encode_images(IMAGES))
