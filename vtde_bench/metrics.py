@@ -50,6 +50,8 @@ def classification_ranks(
     """
     _check_embeddings(image_emb, class_emb)
     labels = labels.to(torch.long)
+    if labels.shape != (image_emb.shape[0],):  # a (1,) tensor would otherwise broadcast silently
+        raise ValueError(f"labels must have shape ({image_emb.shape[0]},), one per image, got {tuple(labels.shape)}")
     if labels.numel() and (labels.min() < 0 or labels.max() >= class_emb.shape[0]):
         raise ValueError(f"labels must lie in [0, {class_emb.shape[0]})")
     class_emb = class_emb.float()
@@ -117,15 +119,19 @@ def retrieval_ranks(
 
     >>> img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     >>> txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
-    >>> [r.tolist() for r in retrieval_ranks(img, txt, torch.tensor([0, 1, 0]))]
-    [[1, 1], [1, 1, 2]]
+    >>> [r.tolist() for r in retrieval_ranks(img, txt, torch.tensor([0, 1, 0]))]  # image 1 ties with image 0's caption 2
+    [[1, 2], [1, 1, 2]]
     """
     _check_embeddings(image_emb, text_emb)
     n_images = image_emb.shape[0]
     text_to_image = text_to_image.to(torch.long)
     if text_to_image.numel() != text_emb.shape[0]:
         raise ValueError("text_to_image must have one entry per caption")
-    if torch.bincount(text_to_image, minlength=n_images).min() < 1 or text_to_image.max() >= n_images:
+    if n_images == 0:
+        raise ValueError("no images to score")
+    # Range first: bincount raises a RuntimeError on negative indices.
+    in_range = text_to_image.numel() > 0 and text_to_image.min() >= 0 and text_to_image.max() < n_images
+    if not in_range or torch.bincount(text_to_image, minlength=n_images).min() < 1:
         raise ValueError("every image needs at least one caption, and every caption an image in [0, N)")
     image_emb, text_emb = image_emb.float(), text_emb.float()
 

@@ -180,7 +180,8 @@ class _Card:
             text = target.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise self.fail(field, f"= {relative!r}: {target} is not UTF-8 text") from None
-        lines = tuple(line.strip() for line in text.splitlines() if line.strip())
+        # Lines starting with '#' are comments (a file names its source there); blank lines are skipped.
+        lines = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
         if not lines:
             raise self.fail(field, f"= {relative!r}: {target} is empty")
         if len(set(lines)) != len(lines):
@@ -274,7 +275,7 @@ def tasks_dir() -> Path:
 
 
 def registry() -> dict[str, Path]:
-    """Built-in task names → card paths, and group names → member names (see `groups`)."""
+    """Built-in task names → card paths (every `tasks/*.toml` but `groups.toml`)."""
     cards: dict[str, Path] = {}
     for path in sorted(tasks_dir().glob("*.toml")):
         if path.name == "groups.toml":
@@ -288,22 +289,31 @@ def groups() -> dict[str, tuple[str, ...]]:
     path = tasks_dir() / "groups.toml"
     if not path.is_file():
         return {}
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    return {name: tuple(members) for name, members in data.items()}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
+    cards = registry()
+    out = {}
+    for name, members in data.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) and m in cards for m in members):
+            raise UserError(f"{path}: group '{name}' must list names of built-in task cards, got {members!r}")
+        out[name] = tuple(members)
+    return out
 
 
-def load_tasks(names: list[str] | tuple[str, ...] | str) -> list[Task]:
+def load_tasks(names: list[str | Path] | tuple[str | Path, ...] | str | Path) -> list[Task]:
     """Resolve registry names, group names and card paths into validated task specs.
 
     Raises:
         UserError: an unknown name (with a did-you-mean), or a bad card.
     """
-    if isinstance(names, str):
+    if isinstance(names, (str, Path)):
         names = [names]
     cards = registry()
     known_groups = groups()
     tasks: list[Task] = []
-    for name in names:
+    for name in map(str, names):  # a pathlib.Path card is accepted, as in load_card
         if name.endswith(".toml") or Path(name).is_file():
             tasks.append(load_card(name))
         elif name in cards:
@@ -315,11 +325,12 @@ def load_tasks(names: list[str] | tuple[str, ...] | str) -> list[Task]:
             hint = difflib.get_close_matches(name, choices, n=1)
             fix = f"did you mean '{hint[0]}'?" if hint else "run 'vtde-bench tasks' to list them"
             raise UserError(f"unknown task '{name}'; {fix} (or give the path of a .toml card)")
-    seen: set[str] = set()
-    unique = []
+    unique: dict[str, Task] = {}
     for task in tasks:
-        if task.name in seen:
-            continue
-        seen.add(task.name)
-        unique.append(task)
-    return unique
+        if task.name in unique and unique[task.name] != task:
+            raise UserError(
+                f"two different cards are named '{task.name}' ({unique[task.name].card_path} and {task.card_path}); "
+                "results are filed by task name, so rename one"
+            )
+        unique.setdefault(task.name, task)
+    return list(unique.values())
