@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -142,8 +143,9 @@ def _load_arrow(folder: Path, split: str) -> Any:
 def _split_files(folder: Path, pattern: str, split: str, config: str | None) -> list[str]:
     root = folder / config if config and (folder / config).is_dir() else folder
     files = sorted(
-        p for p in root.glob(f"**/{pattern}")
-        if p.name.startswith(f"{split}-") or p.name.startswith(f"{split}.") or p.parent.name == split
+        (p for p in root.glob(f"**/{pattern}")
+         if p.name.startswith(f"{split}-") or p.name.startswith(f"{split}.") or p.parent.name == split),
+        key=_natural_key,  # CLIP_benchmark shards are 0.tar ... 10.tar: '10' must not come before '2'
     )
     if not files:
         present = sorted({p.parent.name if p.parent != root else p.name.split("-")[0].split(".")[0] for p in root.glob(f"**/{pattern}")})
@@ -154,18 +156,32 @@ def _split_files(folder: Path, pattern: str, split: str, config: str | None) -> 
     return [str(p) for p in files]
 
 
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
 def _load_files(builder: str, folder: Path, pattern: str, split: str, config: str | None) -> Any:
     import datasets
 
     files = _split_files(folder, pattern, split, config)
-    return datasets.load_dataset(builder, data_files={split: files}, split=split)
+    try:
+        return datasets.load_dataset(builder, data_files={split: files}, split=split)
+    except ValueError as e:  # also pyarrow's ArrowInvalid; `datasets` raises these for files with no rows
+        raise UserError(f"{folder}: cannot read the {pattern} files of split '{split}' ({e}); are they empty or damaged?") from None
 
 
 def _load_imagefolder(folder: Path, split: str) -> Any:
     import datasets
 
-    root = folder / split if (folder / split).is_dir() else folder
-    return datasets.load_dataset("imagefolder", data_dir=str(root), split="train")
+    root = folder / split
+    if not root.is_dir():
+        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.glob("*/*/*") if p.is_file()):
+            # <split>/<class>/<image>: falling back to the root would load the other splits as classes.
+            present = sorted(p.name for p in folder.iterdir() if p.is_dir())
+            raise UserError(f"{folder} has no folder for split '{split}' (found: {', '.join(present)}); fix source.split in the card")
+        root = folder  # <class>/<image>, no split folders
+    # Name the files: otherwise `datasets` reads class folders such as 'train' or 'bullet train' as splits.
+    return datasets.load_dataset("imagefolder", data_dir=str(root), data_files={"train": "**"}, split="train")
 
 
 def _load_hub(task: Task) -> Any:
@@ -401,5 +417,7 @@ def _row_keys(dataset: Any, columns: _Columns, layout: str, folder: Path | None)
         return [str(k) for k in dataset[columns.key]]
     if layout == "imagefolder" and folder is not None:
         paths = [value["path"] for value in dataset[columns.image]]
-        return [str(Path(p).relative_to(folder).with_suffix("")) if p else str(i) for i, p in enumerate(paths)]
+        # `datasets` gives absolute, symlink-resolved paths; `folder` may be relative (--data-dir) or a link.
+        base = folder.resolve()
+        return [str(Path(p).resolve().relative_to(base).with_suffix("")) if p else str(i) for i, p in enumerate(paths)]
     return [str(i) for i in range(len(dataset))]
