@@ -316,9 +316,24 @@ def test_template_without_placeholder_is_rejected(tmp_path):
     assert "{x}" in message
 
 
-def test_duplicate_class_names_are_rejected(tmp_path):
-    message = card_error(make_card(tmp_path, CLASSIFICATION_CARD, classnames="cat\ndog\n  cat\n"), "prompts.classnames")
-    assert "'cat'" in message
+def test_duplicate_class_names_are_kept(tmp_path):
+    """CLIP's published ImageNet names hold duplicates ('missile', 'sunglasses'); they are data, kept as published."""
+    task = load_card(make_card(tmp_path, CLASSIFICATION_CARD, classnames="cat\ndog\n  cat\n"))
+    assert task.classnames == ("cat", "dog", "cat")
+
+
+def test_duplicate_templates_are_rejected(tmp_path):
+    message = card_error(make_card(tmp_path, CLASSIFICATION_CARD, templates="a {c}.\nthe {c}.\na {c}.\n"), "prompts.templates")
+    assert "'a {c}.'" in message
+
+
+def test_class_folders_must_match_the_class_count(tmp_path):
+    (tmp_path / "folders.txt").write_text("n01\nn02\n")
+    card_error(make_card(tmp_path, CLASSIFICATION_CARD, source__class_folders="folders.txt"), "source.class_folders")
+
+
+def test_num_captions_only_in_retrieval_cards(tmp_path):
+    card_error(make_card(tmp_path, CLASSIFICATION_CARD, source__num_captions=5), "source.num_captions")
 
 
 def test_empty_class_name_file_is_rejected(tmp_path):

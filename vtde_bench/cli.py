@@ -86,6 +86,27 @@ def _tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_download(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("download", help="fetch tasks' data for offline use",
+                       description="Fetch each task's source at its pinned revision into DIR/<task>/, the --data-dir layout.")
+    p.add_argument("--tasks", nargs="+", required=True, metavar="TASK", help="registry names, groups or card paths")
+    p.add_argument("--to", type=Path, required=True, metavar="DIR", help="the folder to use later as --data-dir")
+    p.add_argument("--overwrite", action="store_true", help="fetch again even when DIR/<task> exists")
+    p.set_defaults(handler=_download)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from vtde_bench import report
+    from vtde_bench.download import download_task
+    from vtde_bench.tasks import load_tasks
+
+    progress = report.RichProgress()
+    for task in load_tasks(args.tasks):
+        path = download_task(task, args.to, overwrite=args.overwrite, progress=progress)
+        report.out.print(f"{task.name}: {path}", highlight=False)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vtde-bench", description="Evaluate vision-text dual encoders: zero-shot classification and image-text retrieval.")
     parser.add_argument("--version", action="version", version=f"vtde-bench {__version__}")
@@ -93,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_run(sub)
     _add_tasks(sub)
+    _add_download(sub)
     return parser
 
 

@@ -233,14 +233,22 @@ def _check_columns(task: Task, dataset: Any, columns: _Columns, where: str) -> N
 def _imagefolder_labels(task: ClassificationTask, dataset: Any) -> list[int]:
     """Map imagefolder folder names to the card's class indices.
 
-    Folders named like the card's classes map by name; integer folder names are
-    class indices (ImageNet-V2 style, never sorted as strings); otherwise there
-    must be one folder per class and they are taken in sorted order, as
-    torchvision's ImageFolder does.
+    The card's `class_folders` (e.g. ImageNet wnids) map by folder name; else
+    folders named like the card's (unique) classes map by name; integer folder
+    names are class indices (ImageNet-V2 style, never sorted as strings);
+    otherwise there must be one folder per class and they are taken in sorted
+    order, as torchvision's ImageFolder does.
     """
     names = dataset.features["label"].names
-    lookup = {name: i for i, name in enumerate(task.classnames)}
-    if all(n in lookup for n in names):
+    folders = task.source.class_folders
+    lookup = {name: i for i, name in enumerate(folders or task.classnames)}
+    unique = len(lookup) == len(folders or task.classnames)
+    if folders is not None:
+        unknown = [n for n in names if n not in lookup]
+        if unknown:
+            raise UserError(f"task {task.name}: imagefolder class folders {unknown[:3]} are not in the card's class_folders list")
+        mapping = [lookup[n] for n in names]
+    elif unique and all(n in lookup for n in names):
         mapping = [lookup[n] for n in names]
     elif all(n.isdigit() for n in names):
         mapping = [int(n) for n in names]
@@ -373,7 +381,7 @@ def load_task_data(
     where = str(folder) if folder is not None else src.describe()
     if len(dataset) == 0:
         raise UserError(f"task {task.name}: the dataset at {where} is empty")
-    if len(dataset) != src.num_samples:
+    if len(dataset) != src.num_samples:  # before --limit: a partial copy is an error, not a smaller task
         raise UserError(
             f"task {task.name}: {where} has {len(dataset)} rows in split '{src.split}' but the card expects "
             f"{src.num_samples}; use the complete copy or fix source.num_samples"
@@ -402,6 +410,12 @@ def load_task_data(
         assert isinstance(task, RetrievalTask)
         data.captions = _captions(task, dataset[columns.target], keys, columns.captions_are_lines)
         targets = data.captions
+        total = sum(len(c) for c in data.captions)
+        if limit is None and src.num_captions is not None and total != src.num_captions:
+            raise UserError(
+                f"task {task.name}: {where} has {total} captions but the card expects {src.num_captions}; "
+                "use the complete copy or fix source.num_captions"
+            )
 
     with progress.bar(f"Fingerprinting {task.name}", total=len(data)) as bar:
         hashes = []

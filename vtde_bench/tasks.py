@@ -55,6 +55,8 @@ class Source:
     label_column: str | None = None
     caption_column: str | None = None
     key_column: str | None = None
+    class_folders: tuple[str, ...] | None = None  # imagefolder copies: folder name of each class, in label order
+    num_captions: int | None = None  # retrieval: total captions, checked on load when given
 
     def describe(self) -> str:
         if self.hub is not None:
@@ -118,6 +120,8 @@ _SOURCE_KEYS = {
     "caption_column": str,
     "key_column": str,
     "num_samples": int,
+    "num_captions": int,
+    "class_folders": str,
 }
 _PROMPT_KEYS = {"classnames": str, "templates": str}
 _FORMATS = ("auto", "parquet", "webdataset", "imagefolder", "arrow")
@@ -174,7 +178,7 @@ class _Card:
             raise self.fail(field, f"= {relative!r}: no such file {target}")
         return target
 
-    def lines(self, field: str, relative: str) -> tuple[str, ...]:
+    def lines(self, field: str, relative: str, *, unique: bool = True) -> tuple[str, ...]:
         target = self.inner_file(field, relative)
         try:
             text = target.read_text(encoding="utf-8")
@@ -184,7 +188,7 @@ class _Card:
         lines = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
         if not lines:
             raise self.fail(field, f"= {relative!r}: {target} is empty")
-        if len(set(lines)) != len(lines):
+        if unique and len(set(lines)) != len(lines):
             duplicate = next(x for x in lines if lines.count(x) > 1)
             raise self.fail(field, f"= {relative!r}: {duplicate!r} appears twice in {target}")
         return lines
@@ -240,7 +244,13 @@ def load_card(path: str | Path) -> Task:
         label_column=src.get("label_column", "label") if kind == CLASSIFICATION else None,
         caption_column=src.get("caption_column", "captions") if kind == RETRIEVAL else None,
         key_column=src.get("key_column"),
+        class_folders=card.lines("source.class_folders", src["class_folders"]) if "class_folders" in src else None,
+        num_captions=src.get("num_captions"),
     )
+    if kind == CLASSIFICATION and "num_captions" in src:
+        raise card.fail("source.num_captions", f"does not apply to a {kind} task; remove it")
+    if kind == RETRIEVAL and "class_folders" in src:
+        raise card.fail("source.class_folders", f"does not apply to a {kind} task; remove it")
 
     common = dict(name=name, version=version, source=source, card_path=card.path.resolve(), description=top.get("description", ""))
     if kind == RETRIEVAL:
@@ -249,11 +259,14 @@ def load_card(path: str | Path) -> Task:
         task: Task = RetrievalTask(**common)
     else:
         prompts = card.table("prompts", _PROMPT_KEYS, required=True)
-        classnames = card.lines("prompts.classnames", card.require(prompts, "classnames", "prompts."))
+        # Duplicates are allowed: CLIP's published ImageNet names hold two ("missile", "sunglasses").
+        classnames = card.lines("prompts.classnames", card.require(prompts, "classnames", "prompts."), unique=False)
         templates = card.lines("prompts.templates", card.require(prompts, "templates", "prompts."))
         for template in templates:
             if "{c}" not in template:
                 raise card.fail("prompts.templates", f"template {template!r} has no '{{c}}' placeholder for the class name")
+        if source.class_folders is not None and len(source.class_folders) != len(classnames):
+            raise card.fail("source.class_folders", f"lists {len(source.class_folders)} folders for {len(classnames)} classes")
         task = ClassificationTask(**common, classnames=classnames, templates=templates)
     if "main_metric" in top:
         if top["main_metric"] not in task.metrics:

@@ -1,0 +1,94 @@
+"""`vtde-bench download`: fetch each task's source at its pinned revision into the `--data-dir` layout.
+
+The files are the hub repo's own (parquet shards, or CLIP_benchmark tar shards
+with their text files), so the copy loads through the same layout code as any
+local copy. A mirror of hub repos on a shared filesystem can stand in for the
+hub: set `VTDE_BENCH_HUB_MIRROR=/path`, holding `<org>/<name>/` folders laid out
+like the repos.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from vtde_bench.errors import UserError
+from vtde_bench.progress import NullProgress, Progress
+from vtde_bench.tasks import Task
+
+MIRROR_ENV = "VTDE_BENCH_HUB_MIRROR"
+WDS_ROOT_FILES = ("classnames.txt", "zeroshot_classification_templates.txt", "dataset_type.txt")
+
+
+def file_patterns(task: Task) -> list[str]:
+    """The repo files a task needs: its split's shards and, for webdataset repos, the root text files."""
+    src = task.source
+    if src.format == "webdataset":
+        return [f"{src.split}/*", *WDS_ROOT_FILES]
+    prefixes = [f"{src.config}/", ""] if src.config else ["", "data/"]
+    return [f"{p}{src.split}-*.parquet" for p in prefixes] + [f"{p}{src.split}/*.parquet" for p in prefixes]
+
+
+def _from_mirror(mirror: Path, task: Task, patterns: list[str], dest: Path) -> int:
+    root = mirror / task.source.hub
+    if not root.is_dir():
+        raise UserError(f"{MIRROR_ENV}={mirror} has no folder {task.source.hub}; mirror the repo there or unset it")
+    copied = 0
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if path.is_file() and any(fnmatch.fnmatchcase(relative, p) for p in patterns):
+            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest / relative)
+            copied += 1
+    return copied
+
+
+def _from_hub(task: Task, patterns: list[str], dest: Path) -> int:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot_download(
+            repo_id=task.source.hub, repo_type="dataset", revision=task.source.revision,
+            allow_patterns=patterns, local_dir=str(dest),
+        )
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
+        raise UserError(f"task {task.name}: cannot download {task.source.describe()} ({str(e).splitlines()[0]}); check the network") from None
+    shutil.rmtree(dest / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping, not data
+    return sum(1 for p in dest.rglob("*") if p.is_file())
+
+
+def download_task(task: Task, to: str | Path, *, overwrite: bool = False, progress: Progress | None = None) -> Path:
+    """Fetch `task`'s source into `to/<task name>/`, atomically (a half-done download leaves nothing).
+
+    Raises:
+        UserError: the task has no hub source, the copy exists (without `overwrite`), or nothing matched.
+    """
+    progress = progress or NullProgress()
+    if task.source.hub is None:
+        raise UserError(f"task {task.name} reads local data ({task.source.path}); there is nothing to download")
+    dest = Path(to) / task.name
+    if dest.exists() and not overwrite:
+        progress.note(f"{task.name}: {dest} exists; keeping it (--overwrite to fetch again)")
+        return dest
+    try:
+        Path(to).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=to, prefix=f".{task.name}."))
+    except OSError as e:
+        raise UserError(f"cannot write to {to} ({e.strerror or e}); choose another --to folder") from None
+    patterns = file_patterns(task)
+    mirror = os.environ.get(MIRROR_ENV)
+    try:
+        with progress.bar(f"Downloading {task.name} ({task.source.describe()})", total=None):
+            count = _from_mirror(Path(mirror), task, patterns, staging) if mirror else _from_hub(task, patterns, staging)
+        if count == 0:
+            raise UserError(f"task {task.name}: no files of split '{task.source.split}' in {task.source.describe()} ({', '.join(patterns)})")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
