@@ -1,0 +1,53 @@
+"""`vtde-bench run`: evaluate a model on tasks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vtde_bench.cli import EXIT_OK
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="evaluate a model on tasks", description="Evaluate a dual encoder on tasks and write one result JSON per task.")
+    p.add_argument("--model", required=True, help="a save_pretrained folder or a hub id (org/name)")
+    p.add_argument("--revision", help="hub revision (branch, tag or commit) of --model")
+    p.add_argument("--tasks", nargs="+", default=["demo"], metavar="TASK", help="registry names, groups or card paths (default: demo)")
+    p.add_argument("--data-dir", type=Path, help="read task T from a local copy in DIR/T/")
+    p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    p.add_argument("--workers", type=int, help="input-pipeline processes (default: cores - 1)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on CUDA, fp32 elsewhere")
+    p.add_argument("--limit", type=int, help="evaluate only the first N rows (a quick check; flagged in results)")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip and count images that do not decode instead of stopping")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code to run")
+    p.add_argument("--overwrite", action="store_true", help="recompute even when a result for the same weights and data exists")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vtde_bench import report
+    from vtde_bench.runner import RunOptions, evaluate
+
+    _quiet_libraries()
+
+    options = RunOptions(
+        output_dir=args.output_dir, data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, precision=args.precision, limit=args.limit, skip_bad_images=args.skip_bad_images,
+        overwrite=args.overwrite, revision=args.revision, trust_remote_code=args.trust_remote_code,
+    )
+    results = evaluate(args.model, args.tasks, options=options, progress=report.RichProgress())
+    report.print_results(results, where=results.paths)
+    return EXIT_OK
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars replace the libraries' tqdm bars and load-time chatter."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
