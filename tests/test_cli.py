@@ -51,6 +51,8 @@ def test_run_writes_results_and_samples(fixture, request, cards, tmp_path, capsy
     assert cls["run"]["precision"] == "fp32" and cls["run"]["device"] == "cpu" and cls["run"]["limit"] is None
     assert {"torch", "transformers", "datasets", "vtde_bench"} <= set(cls["run"]["versions"])
     assert cls["run"]["timings"]["images_per_s"] > 0
+    assert set(cls["intervals"]) == set(cls["metrics"])
+    assert all(lo <= cls["metrics"][m] <= hi for m, (lo, hi) in cls["intervals"].items())
 
     samples = pd.read_parquet(folder / "colours.samples.parquet")
     assert len(samples) == len(colour_rows)

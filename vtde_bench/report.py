@@ -93,6 +93,9 @@ def results_table(results: Iterable) -> list[Table]:
             cells = []
             for name in metric_names:
                 cell = percent(r.metrics.get(name))
+                interval = (r.intervals or {}).get(name)
+                if interval and cell:
+                    cell += f" ±{50 * (interval[1] - interval[0]):.1f}"  # half the 95% interval's width, in points
                 cells.append(f"[bold green]{cell}[/]" if name == r.task["main_metric"] else cell)
             flag = " (limit)" if r.run.get("limit") else ""
             timings = r.run.get("timings", {})

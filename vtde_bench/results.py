@@ -31,6 +31,7 @@ class TaskResult:
     main_score: float
     run: dict[str, Any]  # precision, device, batch_size, workers, limit, skip_bad_images, date, timings, versions
     per_class_recall: dict[str, float | None] | None = None
+    intervals: dict[str, list[float]] | None = None  # 95% bootstrap interval of each metric, [low, high] fractions
     schema_version: int = SCHEMA_VERSION
     samples: Any = field(default=None, repr=False, compare=False)  # pandas.DataFrame, not in the JSON
 
@@ -48,7 +49,7 @@ class TaskResult:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise UserError(f"{where}: schema_version {version!r} is not {SCHEMA_VERSION}; rerun the evaluation")
-        known = {"task", "model", "dataset", "metrics", "main_score", "run", "per_class_recall", "schema_version"}
+        known = {"task", "model", "dataset", "metrics", "main_score", "run", "per_class_recall", "intervals", "schema_version"}
         missing = {"task", "model", "dataset", "metrics", "main_score", "run"} - set(data)
         if missing:
             raise UserError(f"{where}: not a vtde-bench result (missing {', '.join(sorted(missing))})")

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.results import TaskResult, find_existing
-from vtde_bench.tasks import Task, load_tasks
+from vtde_bench.tasks import ClassificationTask, Task, load_tasks
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class RunOptions:
     overwrite: bool = False
     revision: str | None = None
     trust_remote_code: bool = False
+    bootstrap: int = 1000  # resamples for the 95% intervals; 0 turns them off
 
 
 @dataclass
@@ -90,6 +91,8 @@ def _check_options(options: RunOptions) -> None:
         raise UserError("--batch-size must be at least 1")
     if options.workers is not None and options.workers < 0:
         raise UserError("--workers must be 0 or more")
+    if options.bootstrap < 0:
+        raise UserError("--bootstrap must be 0 (off) or a number of resamples")
     if options.limit is not None and options.limit < 1:
         raise UserError("--limit must be at least 1")
     if options.data_dir is not None and not Path(options.data_dir).is_dir():
@@ -115,6 +118,7 @@ def evaluate(
     Raises:
         UserError: bad input (exit code 2). RunFailure: a failure while running (3).
     """
+    from vtde_bench import bootstrap
     from vtde_bench.data import load_task_data
     from vtde_bench.embed import default_workers
     from vtde_bench.evaluators import EmbedOptions, evaluate_task
@@ -161,6 +165,12 @@ def evaluate(
         timings = {"load_model_s": load_seconds, "load_data_s": data_seconds, **outcome.timings,
                    "task_total_s": time.perf_counter() - started}
         timings["images_per_s"] = outcome.num_images / max(outcome.timings["embed_images_s"], 1e-9)
+        started_ci = time.perf_counter()
+        intervals = None
+        if options.bootstrap > 0:
+            num_classes = len(task.classnames) if isinstance(task, ClassificationTask) else None
+            intervals = bootstrap.intervals(task.type, outcome.samples, num_classes=num_classes, resamples=options.bootstrap)
+        timings["bootstrap_s"] = time.perf_counter() - started_ci
         for key, message in outcome.bad_images:
             progress.note(f"{task.name}: skipped bad image {message}")
         result = TaskResult(
@@ -181,10 +191,11 @@ def evaluate(
             metrics=outcome.metrics,
             main_score=outcome.metrics[task.main_metric],
             per_class_recall=outcome.per_class_recall,
+            intervals=intervals,
             run={
                 "precision": model.precision, "device": str(model.device), "batch_size": options.batch_size,
                 "workers": default_workers() if options.workers is None else options.workers, "limit": options.limit, "limited": options.limit is not None,
-                "skip_bad_images": options.skip_bad_images,
+                "skip_bad_images": options.skip_bad_images, "bootstrap_resamples": options.bootstrap, "bootstrap_seed": 0,
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "timings": timings, "versions": versions,
             },

@@ -22,6 +22,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N rows (a quick check; flagged in results)")
     p.add_argument("--skip-bad-images", action="store_true", help="skip and count images that do not decode instead of stopping")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code to run")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples for 95%% intervals (default 1000; 0: none)")
     p.add_argument("--overwrite", action="store_true", help="recompute even when a result for the same weights and data exists")
     p.set_defaults(handler=_run)
 
@@ -35,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     options = RunOptions(
         output_dir=args.output_dir, data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers,
         device=args.device, precision=args.precision, limit=args.limit, skip_bad_images=args.skip_bad_images,
-        overwrite=args.overwrite, revision=args.revision, trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite, revision=args.revision, bootstrap=args.bootstrap, trust_remote_code=args.trust_remote_code,
     )
     results = evaluate(args.model, args.tasks, options=options, progress=report.RichProgress())
     report.print_results(results, where=results.paths)

@@ -1,0 +1,106 @@
+"""Bootstrap intervals: the vectorised statistics equal a naive recomputation, and coverage is near nominal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vtde_bench import bootstrap
+
+
+def classification_samples(rng, n=60, classes=7):
+    labels = rng.integers(0, classes, n)
+    ranks = rng.integers(1, 9, n)
+    return pd.DataFrame({"key": [f"k{i:03d}" for i in range(n)], "label": labels, "rank": ranks})
+
+
+def retrieval_samples(rng, n=25):
+    rows = []
+    for i in range(n):
+        rows.append(("image", f"k{i:03d}", -1, int(rng.integers(1, 15))))
+        for j in range(int(rng.integers(1, 6))):
+            rows.append(("text", f"k{i:03d}", j, int(rng.integers(1, 15))))
+    return pd.DataFrame(rows, columns=["query", "key", "caption_index", "rank"])
+
+
+def naive_classification(samples: pd.DataFrame, idx: np.ndarray, classes: int) -> dict[str, float]:
+    picked = samples.iloc[idx]
+    recalls = [np.mean(picked["rank"][picked["label"] == c] <= 1) for c in range(classes) if (picked["label"] == c).any()]
+    return {"acc1": np.mean(picked["rank"] <= 1), "acc5": np.mean(picked["rank"] <= 5), "mean_per_class_recall": np.mean(recalls)}
+
+
+def naive_retrieval(samples: pd.DataFrame, idx: np.ndarray) -> dict[str, float]:
+    images = samples[samples["query"] == "image"].reset_index(drop=True)
+    texts = samples[samples["query"] == "text"]
+    picked = images.iloc[idx]
+    out = {}
+    caption_ranks = np.concatenate([texts[texts["key"] == key]["rank"].to_numpy() for key in picked["key"]])
+    for k in (1, 5, 10):
+        out[f"image_to_text_recall@{k}"] = np.mean(picked["rank"] <= k)
+        out[f"text_to_image_recall@{k}"] = np.mean(caption_ranks <= k)
+    out["mean_recall@1"] = (out["image_to_text_recall@1"] + out["text_to_image_recall@1"]) / 2
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorised_statistics_equal_naive_resamples(seed):
+    rng = np.random.default_rng(seed)
+    cls = classification_samples(rng)
+    n, statistic = bootstrap.statistic_for("zeroshot_classification", cls, num_classes=7)
+    idx = rng.integers(0, n, size=(4, n))
+    stats = statistic(idx)
+    for b in range(4):
+        for name, value in naive_classification(cls, idx[b], 7).items():
+            assert stats[name][b] == pytest.approx(value), name
+
+    ret = retrieval_samples(rng)
+    n, statistic = bootstrap.statistic_for("retrieval", ret)
+    idx = rng.integers(0, n, size=(4, n))
+    stats = statistic(idx)
+    for b in range(4):
+        for name, value in naive_retrieval(ret, idx[b]).items():
+            assert stats[name][b] == pytest.approx(value), name
+
+
+def test_intervals_contain_the_point_estimate_and_are_seeded():
+    rng = np.random.default_rng(5)
+    samples = retrieval_samples(rng, n=60)
+    a = bootstrap.intervals("retrieval", samples, resamples=300)
+    b = bootstrap.intervals("retrieval", samples, resamples=300)
+    assert a == b
+    images = samples[samples["query"] == "image"]
+    point = np.mean(images["rank"] <= 5)
+    low, high = a["image_to_text_recall@5"]
+    assert 0 <= low <= point <= high <= 1
+
+
+def test_coverage_is_near_nominal_on_simulated_data():
+    """95% intervals of acc1 over 300 simulated test sets cover the true rate about 95% of the time."""
+    rng = np.random.default_rng(0)
+    true_rate, n, trials, covered = 0.7, 200, 300, 0
+    for trial in range(trials):
+        hits = rng.random(n) < true_rate
+        samples = pd.DataFrame({"key": range(n), "label": 0, "rank": np.where(hits, 1, 2)})
+        low, high = bootstrap.intervals("zeroshot_classification", samples, num_classes=2, resamples=400, seed=trial)["acc1"]
+        covered += low <= true_rate <= high
+    assert 0.90 <= covered / trials <= 0.99  # binomial sd at 300 trials is about 1.3 points
+
+
+def test_paired_difference_is_zero_for_identical_runs_and_detects_a_shift():
+    rng = np.random.default_rng(3)
+    base = classification_samples(rng, n=300)
+    same = bootstrap.paired_difference_intervals("zeroshot_classification", base, base, num_classes=7, resamples=200)
+    assert same["acc1"] == [0.0, 0.0]
+    worse = base.copy()
+    worse.loc[worse.index[:90], "rank"] = 9  # 90 of 300 images lose their hit (if they had one)
+    diff = bootstrap.paired_difference_intervals("zeroshot_classification", worse.sample(frac=1, random_state=1), base,
+                                                 num_classes=7, resamples=500)
+    assert diff["acc1"][1] < 0  # the whole interval is below zero
+
+
+def test_paired_needs_the_same_queries():
+    rng = np.random.default_rng(4)
+    a = classification_samples(rng, n=30)
+    with pytest.raises(ValueError, match="same queries"):
+        bootstrap.paired_difference_intervals("zeroshot_classification", a, a.iloc[:-1], num_classes=7)
