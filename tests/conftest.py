@@ -14,6 +14,9 @@ import tempfile  # noqa: E402
 
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="vtde-bench-tests-datasets-")
 atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
+# Likewise the embedding cache; tests that must compute pass --no-cache or their own folder.
+os.environ["VTDE_BENCH_CACHE"] = tempfile.mkdtemp(prefix="vtde-bench-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["VTDE_BENCH_CACHE"], ignore_errors=True)
 
 from pathlib import Path  # noqa: E402
 

@@ -101,7 +101,7 @@ def test_limit_takes_first_rows_and_is_recorded(tiny_vtde, cards, tmp_path, capt
 def test_two_runs_give_identical_metrics(tiny_clip, cards, tmp_path):
     """fp32 on the CPU is deterministic: two runs, same numbers to the last bit."""
     for name in ("a", "b"):
-        assert run("--model", str(tiny_clip), "--tasks", *map(str, cards), "--output-dir", str(tmp_path / name)) == 0
+        assert run("--model", str(tiny_clip), "--tasks", *map(str, cards), "--output-dir", str(tmp_path / name), "--no-cache") == 0
     for task in ("colours", "captions"):
         (a,) = (tmp_path / "a").glob(f"*/{task}.json")
         (b,) = (tmp_path / "b").glob(f"*/{task}.json")
@@ -111,7 +111,7 @@ def test_two_runs_give_identical_metrics(tiny_clip, cards, tmp_path):
 def test_workers_give_the_same_result_as_inline(tiny_vtde, cards, tmp_path):
     for workers in ("0", "2"):
         assert main(["run", "--workers", workers, "--batch-size", "5", "--model", str(tiny_vtde), "--tasks", str(cards[0]),
-                     "--output-dir", str(tmp_path / workers)]) == 0
+                     "--output-dir", str(tmp_path / workers), "--no-cache"]) == 0
     a = pd.read_parquet(next((tmp_path / "0").glob("*/colours.samples.parquet")))
     b = pd.read_parquet(next((tmp_path / "2").glob("*/colours.samples.parquet")))
     pd.testing.assert_frame_equal(a, b)

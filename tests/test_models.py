@@ -153,3 +153,22 @@ def test_as_dual_encoder_takes_a_loaded_model_with_processor(tiny_clip):
     reference = load_model(tiny_clip, device="cpu")
     assert encoder.info.weights_fingerprint == reference.info.weights_fingerprint
     torch.testing.assert_close(encoder.encode_images(IMAGES), reference.encode_images(IMAGES))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_vtde", "tiny_clip", "tiny_siglip"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_agrees_with_fp32(fixture, precision, request):
+    """Autocast embeddings stay within cosine 0.999 of fp32 (bf16 keeps 8 mantissa bits; seen here: >= 0.99996)."""
+    folder = request.getfixturevalue(fixture)
+    reference = load_model(folder, device="cpu", precision="fp32")
+    mixed = load_model(folder, device="cpu", precision=precision)
+    assert mixed.precision == precision
+    for encode in ("encode_images", "encode_texts"):
+        inputs = IMAGES if encode == "encode_images" else TEXTS
+        a, b = getattr(reference, encode)(inputs), getattr(mixed, encode)(inputs)
+        assert b.dtype == torch.float32  # compared in fp32 whatever the compute precision
+        assert (a * b).sum(-1).min() > 0.999
+
+
+def test_auto_precision_is_fp32_on_cpu(tiny_vtde):
+    assert load_model(tiny_vtde, device="cpu").precision == "fp32"

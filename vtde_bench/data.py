@@ -42,7 +42,8 @@ class TaskData:
     location: str
     labels: list[int] | None = None
     captions: list[list[str]] | None = None
-    fingerprint: str = ""
+    fingerprint: str = ""  # content only: the same rows in any order or layout give the same value
+    order_fingerprint: str = ""  # the image bytes in row order: what cached embeddings, stored by row, depend on
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -423,6 +424,7 @@ def load_task_data(
             hashes.append(hashlib.sha256(blob).hexdigest())
             bar.advance()
     data.fingerprint = content_fingerprint(hashes, targets)
+    data.order_fingerprint = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
     return data
 
 

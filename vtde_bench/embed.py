@@ -1,31 +1,65 @@
-"""The batched embedding loop and its input pipeline.
+"""The batched embedding loop: input pipeline, cache, resume and sharding across ranks.
+
+Work is split into chunks of consecutive rows. Each chunk is read from the
+cache when it is there, else computed and written to it, so an interrupted run
+resumes from its last completed chunk. Under torchrun each rank takes every
+world-th chunk and the chunks are gathered on all ranks, so no row is counted
+twice or dropped whatever the world size.
 
 Images are decoded and preprocessed in DataLoader worker processes, so the
-model's forward passes do not wait for JPEG decoding. A corrupt image is not
-raised inside a worker (where the message would be lost in a re-raise); the
-worker returns its key and error, and the main process decides to stop or to
-skip it.
+model's forward passes do not wait for decoding. A corrupt image is not raised
+inside a worker (its message would be lost in a re-raise); the worker returns
+the error, and the main process decides to stop or to skip it.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
 
+from vtde_bench.cache import CacheEntry, Chunk
 from vtde_bench.data import TaskData, decode_image
 from vtde_bench.errors import UserError
 from vtde_bench.models import Embedder
 from vtde_bench.progress import NullProgress, Progress
 
+CHUNK_ROWS = 1024
+
 
 def default_workers() -> int:
-    """One worker per core, leaving one for the main process; none on a 1-core machine."""
+    """One input worker per core, at most 8; none on a 1-core machine (the main process then decodes)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores - 1))
+    return min(8, cores) if cores > 1 else 0
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among torchrun's ranks (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> "Shard":
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    def gather(self, items: list[Any]) -> list[Any]:
+        """Everyone's items, on every rank."""
+        if self.world == 1:
+            return items
+        import torch.distributed as dist
+
+        everyone: list[Any] = [None] * self.world
+        dist.all_gather_object(everyone, items)
+        return [item for part in everyone for item in part]
 
 
 @dataclass
@@ -33,8 +67,50 @@ class ImageEmbeddings:
     """Embeddings of the images that decoded, with the row indices they belong to."""
 
     embeddings: Tensor  # (n_ok, D) float32, L2-normalised
-    indices: list[int]  # row index of each embedding
+    indices: list[int]  # row index of each embedding, ascending
     bad: list[tuple[str, str]] = field(default_factory=list)  # (key, error) of each skipped image
+    cached_chunks: int = 0
+    chunks: int = 0
+
+
+def _chunk_ranges(n: int, chunk_rows: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk_rows, n)) for start in range(0, n, chunk_rows)]
+
+
+def _run_chunks(
+    n: int,
+    *,
+    chunk_rows: int,
+    cache: CacheEntry | None,
+    shard: Shard,
+    compute: Callable[[list[tuple[int, int]]], Iterator[Chunk]],
+    check: Callable[[Chunk], None],
+    progress: Progress,
+    description: str,
+) -> tuple[list[Chunk], int]:
+    """Read or compute this rank's chunks, then gather all ranks' chunks in row order. Returns (chunks, cached)."""
+    mine = _chunk_ranges(n, chunk_rows)[shard.rank :: shard.world]
+    done: list[Chunk] = []
+    for start, stop in mine:
+        chunk = cache.read(start, stop) if cache is not None else None
+        if chunk is not None:
+            check(chunk)
+            done.append(chunk)
+    cached = len(done)
+    todo = [r for r in mine if r not in {(c.start, c.stop) for c in done}]
+    with progress.bar(description, total=sum(stop - start for start, stop in mine)) as bar:
+        bar.advance(sum(c.stop - c.start for c in done))
+        for chunk in compute(todo):
+            check(chunk)
+            if cache is not None:
+                cache.write(chunk)
+            done.append(chunk)
+            bar.advance(chunk.stop - chunk.start)
+    chunks = shard.gather(done)
+    return sorted(chunks, key=lambda c: c.start), sum(shard.gather([cached]))
+
+
+# ----------------------------------------------------------------------------- images
 
 
 class _ImageRows(torch.utils.data.Dataset):
@@ -45,11 +121,10 @@ class _ImageRows(torch.utils.data.Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
-        key = self.data.keys[index]
         try:
             return index, decode_image(self.data.image_bytes(index))
-        except Exception as e:  # Pillow raises many types for bad files
-            return index, f"{key}: {type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
+            return index, f"{type(e).__name__}: {e}"
 
 
 class _Collate:
@@ -58,7 +133,7 @@ class _Collate:
     def __init__(self, model: Embedder):
         self.model = model
 
-    def __call__(self, rows: list[tuple[int, Any]]) -> tuple[list[int], dict[str, Tensor] | None, list[tuple[int, str]]]:
+    def __call__(self, rows: list[tuple[int, Any]]) -> tuple[list[int], dict[str, Any] | None, list[tuple[int, str]]]:
         good = [(i, img) for i, img in rows if not isinstance(img, str)]
         bad = [(i, img) for i, img in rows if isinstance(img, str)]
         inputs = self.model.image_inputs([img for _, img in good]) if good else None
@@ -72,6 +147,9 @@ def embed_images(
     batch_size: int = 64,
     workers: int | None = None,
     skip_bad_images: bool = False,
+    cache: CacheEntry | None = None,
+    shard: Shard | None = None,
+    chunk_rows: int = CHUNK_ROWS,
     progress: Progress | None = None,
     description: str = "Embedding images",
 ) -> ImageEmbeddings:
@@ -81,35 +159,66 @@ def embed_images(
         UserError: an image does not decode and `skip_bad_images` is off (names its key).
     """
     progress = progress or NullProgress()
+    shard = shard or Shard.current()
     workers = default_workers() if workers is None else workers
-    loader = torch.utils.data.DataLoader(
-        _ImageRows(data),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_Collate(model),
-        pin_memory=model.device.type == "cuda",
-        persistent_workers=False,
-    )
-    chunks: list[Tensor] = []
-    indices: list[int] = []
-    bad: list[tuple[str, str]] = []
-    with progress.bar(description, total=len(data)) as bar:
+    chunk_rows = max(batch_size, chunk_rows // batch_size * batch_size)  # whole batches per chunk
+
+    def check(chunk: Chunk) -> None:
+        if chunk.bad and not skip_bad_images:
+            index, message = chunk.bad[0]
+            raise UserError(
+                f"image {data.keys[index]!r} (row {index}) cannot be decoded ({message}); "
+                "fix the file or rerun with --skip-bad-images"
+            )
+
+    def compute(ranges: list[tuple[int, int]]) -> Iterator[Chunk]:
+        if not ranges:
+            return
+        batches = [list(range(s, min(s + batch_size, stop))) for start, stop in ranges for s in range(start, stop, batch_size)]
+        loader = torch.utils.data.DataLoader(
+            _ImageRows(data), batch_sampler=batches, num_workers=workers, collate_fn=_Collate(model),
+            pin_memory=model.device.type == "cuda",
+        )
+        pending = iter(ranges)
+        start, stop = next(pending)
+        parts: list[Tensor] = []
+        indices: list[int] = []
+        bad: list[tuple[int, str]] = []
         for batch_indices, inputs, batch_bad in loader:
-            for index, message in batch_bad:
-                if not skip_bad_images:
-                    raise UserError(
-                        f"image {data.keys[index]!r} (row {index}) cannot be decoded ({message.split(': ', 1)[1]}); "
-                        "fix the file or rerun with --skip-bad-images"
-                    )
-                bad.append((data.keys[index], message))
+            if batch_bad and not skip_bad_images:
+                check(Chunk(start, stop, torch.zeros(0), [], batch_bad))
+            bad += batch_bad
             if inputs is not None:
-                chunks.append(model.embed_image_inputs(inputs))
-                indices.extend(batch_indices)
-            bar.advance(len(batch_indices) + len(batch_bad))
-    if not chunks:
+                parts.append(model.embed_image_inputs(inputs))
+                indices += batch_indices
+            if max(batch_indices + [i for i, _ in batch_bad]) == stop - 1:
+                yield Chunk(start, stop, _cat(parts), indices, bad)
+                parts, indices, bad = [], [], []
+                start, stop = next(pending, (None, None))
+
+    chunks, cached = _run_chunks(
+        len(data), chunk_rows=chunk_rows, cache=cache, shard=shard, compute=compute, check=check,
+        progress=progress, description=description,
+    )
+    if cached:
+        progress.note(f"{cached} of {len(chunks)} chunks of image embeddings read from the cache")
+    indices = [i for c in chunks for i in c.indices]
+    if not indices:
         raise UserError(f"none of the {len(data)} images could be decoded; check the dataset")
-    return ImageEmbeddings(torch.cat(chunks), indices, bad)
+    return ImageEmbeddings(
+        embeddings=_cat([c.embeddings for c in chunks if c.indices]),
+        indices=indices,
+        bad=[(data.keys[i], m) for c in chunks for i, m in c.bad],
+        cached_chunks=cached,
+        chunks=len(chunks),
+    )
+
+
+def _cat(parts: list[Tensor]) -> Tensor:
+    return torch.cat(parts) if parts else torch.zeros(0, 0)
+
+
+# ----------------------------------------------------------------------------- texts
 
 
 def embed_texts(
@@ -117,15 +226,26 @@ def embed_texts(
     texts: list[str],
     *,
     batch_size: int = 256,
+    cache: CacheEntry | None = None,
+    shard: Shard | None = None,
+    chunk_rows: int = 4 * CHUNK_ROWS,
     progress: Progress | None = None,
     description: str = "Embedding texts",
 ) -> Tensor:
     """(len(texts), D) L2-normalised embeddings, in order. Tokenised in the main process: it is cheap."""
     progress = progress or NullProgress()
-    chunks = []
-    with progress.bar(description, total=len(texts)) as bar:
-        for start in range(0, len(texts), batch_size):
-            batch = texts[start : start + batch_size]
-            chunks.append(model.embed_text_inputs(model.text_inputs(batch)))
-            bar.advance(len(batch))
-    return torch.cat(chunks)
+    shard = shard or Shard.current()
+
+    def compute(ranges: list[tuple[int, int]]) -> Iterator[Chunk]:
+        for start, stop in ranges:
+            parts = [model.embed_text_inputs(model.text_inputs(texts[s : min(s + batch_size, stop)]))
+                     for s in range(start, stop, batch_size)]
+            yield Chunk(start, stop, torch.cat(parts), list(range(start, stop)), [])
+
+    chunks, cached = _run_chunks(
+        len(texts), chunk_rows=chunk_rows, cache=cache, shard=shard, compute=compute, check=lambda c: None,
+        progress=progress, description=description,
+    )
+    if cached:
+        progress.note(f"{cached} of {len(chunks)} chunks of text embeddings read from the cache")
+    return torch.cat([c.embeddings for c in chunks])

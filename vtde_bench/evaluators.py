@@ -5,6 +5,8 @@ Dispatched by the spec's type (`EVALUATORS[type(task)]`), never by a task's name
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -14,7 +16,8 @@ import torch
 
 from vtde_bench import metrics as M
 from vtde_bench.data import TaskData
-from vtde_bench.embed import embed_images, embed_texts
+from vtde_bench.cache import CacheEntry, EmbeddingCache
+from vtde_bench.embed import ImageEmbeddings, embed_images, embed_texts
 from vtde_bench.errors import UserError
 from vtde_bench.models import Embedder
 from vtde_bench.progress import Progress
@@ -40,17 +43,46 @@ class EmbedOptions:
     batch_size: int = 64
     workers: int | None = None
     skip_bad_images: bool = False
+    cache: EmbeddingCache | None = None  # None: compute everything, write nothing
+    chunk_rows: int = 1024
+
+
+def _image_cache(model: Embedder, data: TaskData, options: EmbedOptions) -> CacheEntry | None:
+    key = model.cache_key("images")
+    if options.cache is None or key is None:
+        return None
+    return options.cache.entry({"kind": "images", **key, "rows": data.order_fingerprint})
+
+
+def _text_cache(model: Embedder, texts: list[str], options: EmbedOptions) -> CacheEntry | None:
+    key = model.cache_key("texts")
+    if options.cache is None or key is None:
+        return None
+    digest = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
+    return options.cache.entry({"kind": "texts", **key, "texts": digest})
+
+
+def _images(model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress) -> ImageEmbeddings:
+    return embed_images(
+        model, data, batch_size=options.batch_size, workers=options.workers, skip_bad_images=options.skip_bad_images,
+        cache=_image_cache(model, data, options), chunk_rows=options.chunk_rows, progress=progress,
+    )
+
+
+def _texts(model: Embedder, texts: list[str], options: EmbedOptions, progress: Progress, description: str) -> torch.Tensor:
+    return embed_texts(model, texts, batch_size=max(options.batch_size, 64), cache=_text_cache(model, texts, options),
+                       chunk_rows=4 * options.chunk_rows, progress=progress, description=description)
 
 
 def class_embeddings(
-    model: Embedder, classnames: tuple[str, ...], templates: tuple[str, ...], *, batch_size: int, progress: Progress
+    model: Embedder, classnames: tuple[str, ...], templates: tuple[str, ...], options: EmbedOptions, progress: Progress
 ) -> torch.Tensor:
     """(C, D) class embeddings: the mean over templates of normalised prompt embeddings, renormalised.
 
     `{c}` is replaced literally (never `str.format`, which would choke on other braces).
     """
     prompts = [template.replace("{c}", name) for name in classnames for template in templates]
-    emb = embed_texts(model, prompts, batch_size=batch_size, progress=progress, description="Embedding class prompts")
+    emb = _texts(model, prompts, options, progress, "Embedding class prompts")
     emb = emb.view(len(classnames), len(templates), -1).mean(dim=1)
     return torch.nn.functional.normalize(emb, dim=-1)
 
@@ -60,12 +92,9 @@ def evaluate_classification(
 ) -> Outcome:
     assert data.labels is not None
     t0 = time.perf_counter()
-    images = embed_images(
-        model, data, batch_size=options.batch_size, workers=options.workers,
-        skip_bad_images=options.skip_bad_images, progress=progress,
-    )
+    images = _images(model, data, options, progress)
     t1 = time.perf_counter()
-    classes = class_embeddings(model, task.classnames, task.templates, batch_size=max(options.batch_size, 64), progress=progress)
+    classes = class_embeddings(model, task.classnames, task.templates, options, progress)
     t2 = time.perf_counter()
     labels = torch.tensor([data.labels[i] for i in images.indices], dtype=torch.long)
     ranks, predictions = M.classification_ranks(images.embeddings, classes, labels)
@@ -88,6 +117,7 @@ def evaluate_classification(
         num_texts=n * len(task.templates),
         bad_images=images.bad,
         timings={"embed_images_s": t1 - t0, "embed_texts_s": t2 - t1, "metrics_s": t3 - t2},
+        extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
         per_class_recall={name: (None if r != r else r) for name, r in zip(task.classnames, recalls)},
     )
 
@@ -97,10 +127,7 @@ def evaluate_retrieval(
 ) -> Outcome:
     assert data.captions is not None
     t0 = time.perf_counter()
-    images = embed_images(
-        model, data, batch_size=options.batch_size, workers=options.workers,
-        skip_bad_images=options.skip_bad_images, progress=progress,
-    )
+    images = _images(model, data, options, progress)
     t1 = time.perf_counter()
     # Captions of skipped images go too: a caption whose image is gone has no true match.
     texts, text_to_image, caption_index = [], [], []
@@ -111,7 +138,7 @@ def evaluate_retrieval(
             caption_index.append(j)
     if not texts:
         raise UserError(f"task {task.name}: no captions to retrieve")
-    text_emb = embed_texts(model, texts, batch_size=max(options.batch_size, 64), progress=progress, description="Embedding captions")
+    text_emb = _texts(model, texts, options, progress, "Embedding captions")
     t2 = time.perf_counter()
     image_ranks, text_ranks = M.retrieval_ranks(images.embeddings, text_emb, torch.tensor(text_to_image))
     metrics = M.retrieval_metrics(image_ranks, text_ranks)
@@ -138,6 +165,7 @@ def evaluate_retrieval(
         num_texts=len(texts),
         bad_images=images.bad,
         timings={"embed_images_s": t1 - t0, "embed_texts_s": t2 - t1, "metrics_s": t3 - t2},
+        extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
     )
 
 

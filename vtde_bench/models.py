@@ -45,6 +45,8 @@ class Embedder(Protocol):
     precision: str
     info: "ModelInfo"
 
+    def cache_key(self, kind: str) -> dict[str, Any] | None: ...
+
     def image_inputs(self, images: list[Image.Image]) -> dict[str, Any]: ...
 
     def text_inputs(self, texts: list[str]) -> dict[str, Any]: ...
@@ -176,6 +178,21 @@ class HFDualEncoder:
             )
         return image_width
 
+    def cache_key(self, kind: str) -> dict[str, Any] | None:
+        """What embeddings of `kind` ("images" or "texts") depend on besides the inputs themselves."""
+        if kind == "images":
+            config = self.image_processor.to_json_string() if hasattr(self.image_processor, "to_json_string") else repr(self.image_processor)
+            preprocessing = f"{type(self.image_processor).__name__}|{config}"
+        else:
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            vocab = backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
+            preprocessing = f"{type(self.tokenizer).__name__}|{self.pad_to_max_length}|{self.max_text_length}|{vocab}"
+        return {
+            "weights": self.info.weights_fingerprint,
+            "preprocessing": hashlib.sha256(preprocessing.encode()).hexdigest(),
+            "precision": self.precision,
+        }
+
     # -------------------------------------------------------------- preprocessing (CPU, picklable)
 
     def image_inputs(self, images: list[Image.Image]) -> dict[str, Tensor]:
@@ -252,6 +269,12 @@ class ProtocolEncoder:
         if image_width != text_width:
             raise UserError(f"{self.info.path}: image embeddings have width {image_width} but text embeddings {text_width}")
         return image_width
+
+    def cache_key(self, kind: str) -> dict[str, Any] | None:
+        # Only an object that names its own fingerprint can be cached: two instances of one
+        # class may compute different things.
+        fingerprint = getattr(self.encoder, "fingerprint", None)
+        return {"weights": fingerprint, "precision": self.precision} if fingerprint else None
 
     def image_inputs(self, images: list[Image.Image]) -> dict[str, Any]:
         return {"images": images}
@@ -334,6 +357,7 @@ def load_model(
         if revision is not None:
             raise UserError("--revision applies to hub ids only; a local folder has no revisions")
         path = str(folder)
+        # ---- end of the Flax branch
     hub_args: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
         config = AutoConfig.from_pretrained(path, **hub_args)

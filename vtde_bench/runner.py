@@ -36,6 +36,9 @@ class RunOptions:
     revision: str | None = None
     trust_remote_code: bool = False
     bootstrap: int = 1000  # resamples for the 95% intervals; 0 turns them off
+    cache: bool = True  # read and write the embedding cache
+    cache_dir: Path | None = None  # default: $VTDE_BENCH_CACHE or ~/.cache/vtde-bench/embeddings
+    chunk_rows: int = 1024  # rows per unit of work: what is cached, resumed and shared out across ranks
 
 
 @dataclass
@@ -86,11 +89,29 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def init_distributed() -> None:
+    """Join torchrun's process group when launched by it (WORLD_SIZE > 1): gloo on CPU, NCCL on CUDA."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+
+
 def _check_options(options: RunOptions) -> None:
     if options.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     if options.workers is not None and options.workers < 0:
         raise UserError("--workers must be 0 or more")
+    if options.chunk_rows < 1:
+        raise UserError("--chunk-rows must be at least 1")
     if options.bootstrap < 0:
         raise UserError("--bootstrap must be 0 (off) or a number of resamples")
     if options.limit is not None and options.limit < 1:
@@ -119,6 +140,8 @@ def evaluate(
         UserError: bad input (exit code 2). RunFailure: a failure while running (3).
     """
     from vtde_bench import bootstrap
+    from vtde_bench.cache import EmbeddingCache
+    from vtde_bench.embed import Shard
     from vtde_bench.data import load_task_data
     from vtde_bench.embed import default_workers
     from vtde_bench.evaluators import EmbedOptions, evaluate_task
@@ -127,6 +150,7 @@ def evaluate(
     options = options or RunOptions()
     progress = progress or NullProgress()
     _check_options(options)
+    init_distributed()
     specs = _resolve_tasks(tasks)
     if isinstance(model, (str, Path)):
         started = time.perf_counter()
@@ -140,7 +164,9 @@ def evaluate(
         model = as_dual_encoder(model, processor=processor, device=options.device, precision=options.precision)
         load_seconds = 0.0
     versions = library_versions()
-    embed_options = EmbedOptions(options.batch_size, options.workers, options.skip_bad_images)
+    cache = EmbeddingCache(options.cache_dir) if options.cache else None
+    embed_options = EmbedOptions(options.batch_size, options.workers, options.skip_bad_images, cache, options.chunk_rows)
+    shard = Shard.current()
 
     results = Results()
     for task in specs:
@@ -155,6 +181,8 @@ def evaluate(
                 json_path, weights=model.info.weights_fingerprint, dataset=data.fingerprint,
                 task_version=task.version, limit=options.limit,
             )
+            # Rank 0's view decides for every rank, so that all ranks do the same work.
+            existing = shard.gather([existing])[0]
             if existing is not None:
                 progress.note(f"{task.name}: result for these weights and data exists at {json_path}; reusing it (--overwrite to redo)")
                 results.results.append(existing)
@@ -197,11 +225,12 @@ def evaluate(
                 "workers": default_workers() if options.workers is None else options.workers, "limit": options.limit, "limited": options.limit is not None,
                 "skip_bad_images": options.skip_bad_images, "bootstrap_resamples": options.bootstrap, "bootstrap_seed": 0,
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "timings": timings, "versions": versions,
+                "timings": timings, "versions": versions, "world_size": shard.world,
+                "cache": {"enabled": cache is not None, **outcome.extra},
             },
             samples=outcome.samples,
         )
-        if options.output_dir is not None:
+        if options.output_dir is not None and shard.rank == 0:
             results.paths[task.name] = result.write(options.output_dir)
         results.results.append(result)
     return results

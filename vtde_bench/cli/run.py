@@ -23,12 +23,18 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad-images", action="store_true", help="skip and count images that do not decode instead of stopping")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own Python code to run")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples for 95%% intervals (default 1000; 0: none)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    p.add_argument("--cache-dir", type=Path, help="embedding cache folder (default: $VTDE_BENCH_CACHE or ~/.cache/vtde-bench/embeddings)")
+    p.add_argument("--chunk-rows", type=int, default=1024, metavar="N", help="rows per cached, resumable chunk of work (default 1024)")
     p.add_argument("--overwrite", action="store_true", help="recompute even when a result for the same weights and data exists")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
+
     from vtde_bench import report
+    from vtde_bench.progress import NullProgress
     from vtde_bench.runner import RunOptions, evaluate
 
     _quiet_libraries()
@@ -36,10 +42,13 @@ def _run(args: argparse.Namespace) -> int:
     options = RunOptions(
         output_dir=args.output_dir, data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers,
         device=args.device, precision=args.precision, limit=args.limit, skip_bad_images=args.skip_bad_images,
-        overwrite=args.overwrite, revision=args.revision, bootstrap=args.bootstrap, trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite, revision=args.revision, bootstrap=args.bootstrap,
+        cache=not args.no_cache, cache_dir=args.cache_dir, chunk_rows=args.chunk_rows, trust_remote_code=args.trust_remote_code,
     )
-    results = evaluate(args.model, args.tasks, options=options, progress=report.RichProgress())
-    report.print_results(results, where=results.paths)
+    lead = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 shows anything
+    results = evaluate(args.model, args.tasks, options=options, progress=report.RichProgress() if lead else NullProgress())
+    if lead:
+        report.print_results(results, where=results.paths)
     return EXIT_OK
 
 

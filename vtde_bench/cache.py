@@ -1,0 +1,123 @@
+"""The on-disk embedding cache: re-runs cost almost nothing, and interrupted runs resume.
+
+An entry is a folder named by the sha256 of its key (weights fingerprint,
+preprocessing fingerprint, precision, the rows' ordered image hashes, ...).
+Embeddings are stored in chunks of consecutive rows; each chunk file is
+written atomically and followed by a checksum file, so a chunk counts only
+when both exist and agree. A damaged chunk is deleted and recomputed, never
+trusted. Nothing here knows about models or tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vtde_bench.results import atomic_write
+
+ENV = "VTDE_BENCH_CACHE"
+
+
+def default_root() -> Path:
+    """`$VTDE_BENCH_CACHE`, else `$XDG_CACHE_HOME/vtde-bench/embeddings`, else `~/.cache/vtde-bench/embeddings`."""
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "vtde-bench" / "embeddings"
+
+
+@dataclass
+class Chunk:
+    """Embeddings of rows [start, stop): those that decoded, and the (row, message) of those that did not."""
+
+    start: int
+    stop: int
+    embeddings: torch.Tensor  # (n_ok, D) float32
+    indices: list[int]  # row index of each embedding
+    bad: list[tuple[int, str]]
+
+
+class CacheEntry:
+    """One set of embeddings (the images of a task, or a list of texts) under one key."""
+
+    def __init__(self, folder: Path, key: dict[str, Any]):
+        self.folder = folder
+        self.key = key
+
+    def _name(self, start: int, stop: int) -> str:
+        return f"chunk-{start:010d}-{stop:010d}"
+
+    def write(self, chunk: Chunk) -> None:
+        buffer = io.BytesIO()
+        torch.save({"embeddings": chunk.embeddings.contiguous(), "indices": torch.tensor(chunk.indices, dtype=torch.long),
+                    "bad": [list(b) for b in chunk.bad]}, buffer)
+        data = buffer.getvalue()
+        name = self._name(chunk.start, chunk.stop)
+        if not (self.folder / "key.json").exists():
+            text = json.dumps(self.key, indent=1, sort_keys=True).encode()
+            atomic_write(self.folder / "key.json", lambda f: f.write(text))
+        atomic_write(self.folder / f"{name}.pt", lambda f: f.write(data))
+        digest = hashlib.sha256(data).hexdigest().encode()
+        atomic_write(self.folder / f"{name}.sha256", lambda f: f.write(digest))
+
+    def read(self, start: int, stop: int) -> Chunk | None:
+        """The chunk for rows [start, stop) if it is complete and intact; a damaged one is removed."""
+        name = self._name(start, stop)
+        data_path, sum_path = self.folder / f"{name}.pt", self.folder / f"{name}.sha256"
+        if not data_path.is_file() or not sum_path.is_file():
+            return None
+        data = data_path.read_bytes()
+        try:
+            if hashlib.sha256(data).hexdigest() != sum_path.read_text().strip():
+                raise ValueError("checksum mismatch")
+            payload = torch.load(io.BytesIO(data), weights_only=True)
+            chunk = Chunk(start, stop, payload["embeddings"].float(), payload["indices"].tolist(),
+                          [(int(i), str(m)) for i, m in payload["bad"]])
+            if chunk.embeddings.shape[0] != len(chunk.indices) or not all(start <= i < stop for i in chunk.indices):
+                raise ValueError("inconsistent chunk")
+        except Exception:  # noqa: BLE001 - any damage means: recompute
+            data_path.unlink(missing_ok=True)
+            sum_path.unlink(missing_ok=True)
+            return None
+        return chunk
+
+    def has(self, start: int, stop: int) -> bool:
+        name = self._name(start, stop)
+        return (self.folder / f"{name}.pt").is_file() and (self.folder / f"{name}.sha256").is_file()
+
+
+class EmbeddingCache:
+    """Entries under a root folder; `None` root disables caching (`--no-cache`)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    def entry(self, key: dict[str, Any]) -> CacheEntry:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        return CacheEntry(self.root / digest[:2] / digest, key)
+
+    def info(self) -> dict[str, Any]:
+        """Number of entries and chunks, and bytes on disk."""
+        entries = chunks = size = 0
+        if self.root.is_dir():
+            for key_file in self.root.glob("*/*/key.json"):
+                entries += 1
+                chunks += len(list(key_file.parent.glob("chunk-*.pt")))
+            size = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+        return {"root": str(self.root), "entries": entries, "chunks": chunks, "bytes": size}
+
+    def clear(self) -> int:
+        """Remove every entry; returns the bytes freed."""
+        size = self.info()["bytes"]
+        if self.root.is_dir():
+            for child in self.root.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        return size
