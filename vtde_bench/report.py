@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from typing import Iterable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -129,3 +131,79 @@ def print_groups(groups: dict[str, tuple[str, ...]]) -> None:
 
 def error(message: str) -> None:
     err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------- leaderboard and compare
+
+
+def leaderboard_tables(board) -> list[Table]:
+    """The leaderboard (a `vtde_bench.leaderboard.Leaderboard`) as rich tables, in percent: ranked, then flagged."""
+    from vtde_bench.leaderboard import cells, header
+
+    styles = {"published": "dim italic", "clip_benchmark": "dim italic"}
+    tables = []
+    for title, rows, flagged in (("vtde-bench leaderboard (%)", board.ranked, False), ("flagged, not ranked (%)", board.flagged, True)):
+        if not rows and flagged:
+            continue
+        titles = header(board)[1 if flagged else 0:] + (["why not ranked"] if flagged else [])
+        table = Table(title=title, title_justify="left")
+        for name in titles:
+            table.add_column(name, justify="left" if name in ("model", "source", "why not ranked") else "right",
+                             style="cyan" if name == "model" else None)
+        for row in rows:
+            values = cells(board, row)[1 if flagged else 0:] + (["; ".join(row.flags)] if flagged else [])
+            table.add_row(*map(escape, values), style="yellow" if flagged else styles.get(row.source))
+        tables.append(table)
+    return tables
+
+
+def print_leaderboard(board) -> None:
+    for table in leaderboard_tables(board):
+        out.print(table)
+
+
+def render_leaderboard_text(board, *, width: int = 160) -> str:
+    """The rich leaderboard tables as plain text (for `--format table --output FILE`)."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    for table in leaderboard_tables(board):
+        console.print(table)
+    return console.export_text()
+
+
+def print_plain(text: str) -> None:
+    """Write text to stdout exactly as given (CSV, JSON, markdown, HTML): no markup, no wrapping."""
+    out.file.write(text if text.endswith("\n") else text + "\n")
+    out.file.flush()
+
+
+def print_written(path) -> None:
+    out.print(f"[dim]wrote {path}[/dim]", highlight=False)
+
+
+def comparison_table(comparison) -> Table:
+    """A `vtde_bench.compare.Comparison` as a rich table: scores in percent, delta and paired interval in points."""
+    colours = {"regressed": "bold red", "improved": "green", "not significant": "yellow", "ok": ""}
+    table = Table(title=f"candidate {comparison.candidate} vs baseline {comparison.baseline} "
+                        f"(tolerance {comparison.tolerance_points:g} points)", title_justify="left")
+    for name in ("task", "metric", "baseline (%)", "candidate (%)", "Δ (points)", "paired 95% (points)", "verdict"):
+        table.add_column(name, justify="left" if name in ("task", "metric", "verdict") else "right")
+    for row in comparison.rows:
+        def cell(value, interval):
+            return percent(value) + (f" ±{50 * (interval[1] - interval[0]):.1f}" if interval else "")
+
+        paired = "" if row.paired_interval is None else f"[{row.paired_interval[0]:.2f}, {row.paired_interval[1]:.2f}]"
+        style = colours.get(row.verdict, "")
+        table.add_row(escape(row.task), escape(short_name(row.metric)), cell(row.baseline, row.baseline_interval), cell(row.candidate, row.candidate_interval),
+                      f"{row.delta:+.2f}", paired, f"[{style}]{row.verdict}[/]" if style else row.verdict)
+    return table
+
+
+def print_comparison(comparison) -> None:
+    out.print(comparison_table(comparison))
+    for note in comparison.notes:
+        err.print(f"[yellow]•[/yellow] {note}", highlight=False, soft_wrap=True)
+    n = len(comparison.regressions)
+    if n:
+        out.print(f"[bold red]{n} regression{'s' if n != 1 else ''}[/bold red]", highlight=False)
+    else:
+        out.print("[bold green]no regressions[/bold green]", highlight=False)

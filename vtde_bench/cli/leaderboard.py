@@ -1,0 +1,53 @@
+"""`vtde-bench leaderboard`: rank models over result folders, with published reference rows."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vtde_bench.cli import EXIT_OK
+
+FORMATS = ("table", "markdown", "csv", "json", "html")
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("leaderboard", help="a models x tasks table of main scores, averages and ranks",
+                       description="Rank models by their results. Runs made with --limit, or on another task version or "
+                                   "dataset than the rest, are flagged and not ranked. Published rows are labelled.")
+    p.add_argument("results", nargs="*", type=Path, default=[Path("results")], metavar="RESULTS",
+                   help="result folders (searched recursively) or result JSON files, ours or CLIP_benchmark's (default: results/)")
+    p.add_argument("--format", default="table", choices=FORMATS, help="table (default), markdown, csv, json (fractions) or html")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
+    p.add_argument("--no-published", action="store_true", help="leave out the published reference rows")
+    p.set_defaults(handler=_leaderboard)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from vtde_bench import leaderboard, report
+    from vtde_bench.collect import load_records, published_records
+    from vtde_bench.results import atomic_write
+
+    records = load_records(args.results)
+    if not records:
+        from vtde_bench.errors import UserError
+
+        raise UserError(f"no results in {' '.join(map(str, args.results))}; run 'vtde-bench run' first or name result folders")
+    board = leaderboard.build(records + ([] if args.no_published else published_records()))
+    if args.format == "table" and args.output is None:
+        report.print_leaderboard(board)
+        return EXIT_OK
+    if args.format == "html":
+        from vtde_bench.leaderboard_html import to_html
+
+        text = to_html(board)
+    elif args.format == "table":
+        text = report.render_leaderboard_text(board)
+    else:
+        text = {"markdown": leaderboard.to_markdown, "csv": leaderboard.to_csv, "json": leaderboard.to_json}[args.format](board)
+    if args.output is None:
+        report.print_plain(text)
+    else:
+        data = text.encode("utf-8")
+        atomic_write(args.output, lambda f: f.write(data))
+        report.print_written(args.output)
+    return EXIT_OK

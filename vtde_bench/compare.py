@@ -1,0 +1,188 @@
+"""The regression gate: a candidate's results against a baseline's, metric by metric. Pure logic; writers in `compare_writers`.
+
+A metric regresses when baseline − candidate > tolerance (absolute, in percentage points). With
+`paired=True` and both runs on the same dataset fingerprint, the per-sample files give a paired
+bootstrap interval of candidate − baseline, and a metric regresses only when that interval also
+lies entirely below zero: a drop the same images cannot tell from noise is "not significant".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+from vtde_bench.collect import OURS, Record, load_records
+from vtde_bench.errors import RunFailure, UserError
+
+REGRESSED, IMPROVED, OK, NOT_SIGNIFICANT = "regressed", "improved", "ok", "not significant"
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One (task, metric). Scores and intervals are fractions; `delta` and `paired_interval` are percentage points."""
+
+    task: str
+    metric: str
+    main: bool
+    baseline: float
+    candidate: float
+    baseline_interval: tuple[float, float] | None
+    candidate_interval: tuple[float, float] | None
+    paired_interval: tuple[float, float] | None  # candidate − baseline, points
+    verdict: str
+
+    @property
+    def delta(self) -> float:
+        """candidate − baseline, in percentage points."""
+        return 100 * (self.candidate - self.baseline)
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict == REGRESSED
+
+
+@dataclass
+class Comparison:
+    candidate: str  # model slugs
+    baseline: str
+    tolerance_points: float
+    paired: bool
+    rows: list[MetricComparison]
+    notes: list[str] = field(default_factory=list)  # forced mismatches, tasks only the candidate has, unpaired tasks
+
+    @property
+    def regressions(self) -> list[MetricComparison]:
+        return [r for r in self.rows if r.regressed]
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.regressions)
+
+
+def resolve_one_model(paths: Sequence[str | Path] | str | Path, *, role: str) -> dict[str, Record]:
+    """Our own results under `paths`, which must all be of one model: task → record.
+
+    Raises:
+        UserError: nothing found, a published or imported row, several models, or a task twice.
+    """
+    records = load_records(paths)
+    where = " ".join(map(str, [paths] if isinstance(paths, (str, Path)) else paths))
+    foreign = [r for r in records if r.source != OURS]
+    if foreign:
+        raise UserError(f"{role} {where} holds {foreign[0].source} rows ({foreign[0].model}); compare takes only "
+                        "vtde-bench results (published and imported numbers are never a baseline)")
+    if not records:
+        raise UserError(f"no vtde-bench results in {role} {where}; run 'vtde-bench run' first")
+    models = sorted({r.model for r in records})
+    if len(models) > 1:
+        raise UserError(f"{role} {where} holds results of {len(models)} models ({', '.join(models)}); name one model's folder")
+    by_task: dict[str, Record] = {}
+    for r in records:
+        if r.task in by_task:
+            raise UserError(f"{role} has two results for task {r.task}: {by_task[r.task].path} and {r.path}; name one")
+        by_task[r.task] = r
+    return by_task
+
+
+def _check_comparable(task: str, cand: Record, base: Record, *, force: bool, notes: list[str]) -> None:
+    problems = []
+    if cand.task_version != base.task_version:
+        problems.append(f"task version {cand.task_version} vs baseline {base.task_version}")
+    if cand.dataset_fingerprint != base.dataset_fingerprint:
+        problems.append(f"dataset fingerprint {str(cand.dataset_fingerprint)[:8]} vs baseline {str(base.dataset_fingerprint)[:8]}"
+                        + (" (a --limit run)" if cand.limited or base.limited else ""))
+    if problems and not force:
+        raise UserError(f"{task}: {'; '.join(problems)}; the runs are not comparable (rerun on the same data, or --force)")
+    notes += [f"{task}: {p} (compared anyway: --force)" for p in problems]
+
+
+def _paired_intervals(task: str, cand: Record, base: Record, *, resamples: int) -> dict[str, list[float]]:
+    """Paired bootstrap intervals of candidate − baseline, fractions, from the two per-sample files.
+
+    Raises:
+        UserError: a per-sample file is missing. RunFailure: one cannot be read, or they hold different queries.
+    """
+    import pandas as pd
+
+    from vtde_bench.bootstrap import paired_difference_intervals
+
+    tables = []
+    for record in (cand, base):
+        path = record.samples_path
+        if path is None or not path.is_file():
+            raise UserError(f"{task}: no per-sample file beside {record.path}; --paired needs it (rerun, or compare without --paired)")
+        try:
+            tables.append(pd.read_parquet(path))
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise RunFailure(f"cannot read per-sample file {path} ({type(e).__name__}: {e}); rerun that evaluation") from None
+    num_classes = len(base.result.per_class_recall) if base.result is not None and base.result.per_class_recall else None
+    try:
+        return paired_difference_intervals(cand.task_type, tables[0], tables[1], num_classes=num_classes, resamples=resamples)
+    except (ValueError, KeyError) as e:
+        raise RunFailure(f"{task}: per-sample files {cand.samples_path} and {base.samples_path} do not match ({e})") from None
+
+
+def _verdict(delta_points: float, tolerance: float, paired: tuple[float, float] | None) -> str:
+    delta_points = round(delta_points, 9)  # 0.5 − 0.495 is not "more than 0.5 points" because of a binary fraction
+    if -delta_points > tolerance:
+        return REGRESSED if paired is None or paired[1] < 0 else NOT_SIGNIFICANT
+    if delta_points > tolerance:
+        return IMPROVED if paired is None or paired[0] > 0 else NOT_SIGNIFICANT
+    return OK
+
+
+def compare(
+    candidate: Sequence[str | Path] | str | Path,
+    baseline: Sequence[str | Path] | str | Path,
+    *,
+    tolerance_points: float = 0.5,
+    metrics: str = "main",
+    paired: bool = False,
+    force: bool = False,
+    resamples: int = 1000,
+) -> Comparison:
+    """Compare a candidate's results with a baseline's, each a folder or files of exactly one model.
+
+    Args:
+        tolerance_points: how far (percentage points, absolute) a metric may drop before it regresses.
+        metrics: "main" (each task's main metric) or "all" (every metric of the baseline).
+        paired: use paired bootstrap intervals from the per-sample files where the dataset fingerprints match.
+        force: compare even across task versions or dataset fingerprints.
+
+    Raises:
+        UserError: bad input (exit 2). RunFailure: a per-sample file that cannot be used (exit 3).
+    """
+    if not 0 <= tolerance_points < float("inf"):
+        raise UserError("--tolerance must be a number of percentage points, 0 or more")
+    if metrics not in ("main", "all"):
+        raise UserError(f"--metrics must be 'main' or 'all', not {metrics!r}")
+    cand, base = resolve_one_model(candidate, role="candidate"), resolve_one_model(baseline, role="baseline")
+    missing = sorted(set(base) - set(cand))
+    if missing:
+        raise UserError(f"the candidate has no result for {', '.join(missing)}, which the baseline has; evaluate it on those tasks")
+    notes = [f"{task}: only the candidate has it; not compared" for task in sorted(set(cand) - set(base))]
+    rows: list[MetricComparison] = []
+    for task in sorted(base):
+        c, b = cand[task], base[task]
+        _check_comparable(task, c, b, force=force, notes=notes)
+        names = [b.main_metric] if metrics == "main" else list(b.metrics)
+        absent = [m for m in names if m not in c.metrics]
+        if absent:
+            raise UserError(f"{task}: the candidate's result has no {', '.join(absent)}; were they run with the same task card?")
+        differences = None
+        if paired and c.dataset_fingerprint == b.dataset_fingerprint:
+            differences = _paired_intervals(task, c, b, resamples=resamples)
+        elif paired:
+            notes.append(f"{task}: datasets differ, so no paired interval; verdicts use the tolerance alone")
+        for name in names:
+            interval = differences.get(name) if differences else None
+            points = (100 * interval[0], 100 * interval[1]) if interval else None
+            row = MetricComparison(task, name, name == b.main_metric, b.metrics[name], c.metrics[name],
+                                   b.intervals.get(name), c.intervals.get(name), points, "")
+            rows.append(_with_verdict(row, tolerance_points))
+    return Comparison(next(iter(cand.values())).model, next(iter(base.values())).model, tolerance_points, paired, rows, notes)
+
+
+def _with_verdict(row: MetricComparison, tolerance: float) -> MetricComparison:
+    return replace(row, verdict=_verdict(row.delta, tolerance, row.paired_interval))

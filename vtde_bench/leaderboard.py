@@ -1,0 +1,264 @@
+"""The leaderboard: a models × tasks table of main scores, averages and ranks. Pure: builds and renders, never prints.
+
+Rules:
+- A cell is the task's main metric (a fraction). Averages are over the tasks a row has: one per
+  task type, and `average`, the mean over all its tasks (not of the type averages).
+- Our own results run with `--limit`, or on a task version or dataset fingerprint other than the
+  majority of full runs of that task, are flagged: they go to a separate, unranked section, each
+  with its reason. A model with both kinds gets a row in each section.
+- Published and CLIP_benchmark rows are labelled by source and sorted by score with the rest, but
+  take no rank: ranks compare only our own full runs, made with one protocol. Their tasks are cut
+  to the columns of the results given, so they add context, not columns.
+
+JSON, CSV and the DataFrame hold fractions; markdown (and the rich table and HTML) show percent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Sequence
+
+from vtde_bench.collect import CLASSIFICATION, DEFAULT_MAIN, OURS, RETRIEVAL, Record
+from vtde_bench.errors import UserError
+
+TYPE_NAMES = {CLASSIFICATION: "classification", RETRIEVAL: "retrieval"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One task column: its main metric is the value shown."""
+
+    task: str
+    task_type: str
+    main_metric: str
+
+
+@dataclass
+class Row:
+    """One model in one section. Scores, intervals and averages are fractions; rank is None when unranked."""
+
+    model: str
+    source: str
+    model_path: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)  # task → main score
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # task → 95% interval of the main score
+    averages: dict[str, float] = field(default_factory=dict)  # task type → mean main score
+    average: float | None = None
+    rank: int | None = None
+    flags: list[str] = field(default_factory=list)  # why the row is not ranked ("task: reason")
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+
+@dataclass
+class Leaderboard:
+    columns: list[Column]
+    rows: list[Row]  # the ranked section (sorted by average) then the flagged one
+
+    @property
+    def ranked(self) -> list[Row]:
+        return [r for r in self.rows if not r.flagged]
+
+    @property
+    def flagged(self) -> list[Row]:
+        return [r for r in self.rows if r.flagged]
+
+    @property
+    def task_types(self) -> list[str]:
+        return [t for t in (CLASSIFICATION, RETRIEVAL) if any(c.task_type == t for c in self.columns)] + sorted(
+            {c.task_type for c in self.columns} - {CLASSIFICATION, RETRIEVAL})
+
+
+def _majority(values: Sequence[Hashable]) -> Hashable | None:
+    """The most common value, or None when several tie for most common (there is no majority to compare with)."""
+    counts = Counter(values).most_common()
+    if not counts or (len(counts) > 1 and counts[0][1] == counts[1][1]):
+        return None
+    return counts[0][0]
+
+
+def _flags(records: Sequence[Record]) -> dict[int, list[str]]:
+    """For each of our own records (by id), why it cannot be ranked with the full runs; empty when it can."""
+    ours = [r for r in records if r.source == OURS]
+    full = [r for r in ours if not r.limited]
+    reasons: dict[int, list[str]] = {}
+    for task in {r.task for r in ours}:
+        peers = [r for r in full if r.task == task]
+        version = _majority([r.task_version for r in peers])
+        data = _majority([r.dataset_fingerprint for r in peers])
+        for r in (r for r in ours if r.task == task):
+            why = [f"--limit {r.limit}"] if r.limited else []
+            if peers and r.task_version != version:
+                why.append(f"task version {r.task_version}" + (f" (others: {version})" if version is not None else " (no majority)"))
+            if peers and not r.limited and r.dataset_fingerprint != data:  # a limited run's data is a subset anyway
+                short = (r.dataset_fingerprint or "none")[:8]
+                why.append(f"dataset {short}" + (f" (others: {str(data)[:8]})" if data is not None else " (runs disagree)"))
+            reasons[id(r)] = [f"{task}: {w}" for w in why]
+    return reasons
+
+
+def _columns(records: Sequence[Record]) -> list[Column]:
+    own = [r for r in records if r.source == OURS] or list(records)
+    columns = []
+    for task in {r.task for r in own}:
+        here = [r for r in own if r.task == task]
+        kind = _majority([r.task_type for r in here]) or here[0].task_type
+        columns.append(Column(task, kind, _majority([r.main_metric for r in here]) or DEFAULT_MAIN.get(kind, here[0].main_metric)))
+    order = {CLASSIFICATION: 0, RETRIEVAL: 1}
+    return sorted(columns, key=lambda c: (order.get(c.task_type, 2), c.task))
+
+
+def build(records: Sequence[Record]) -> Leaderboard:
+    """The leaderboard of `records` (our own results and any published or imported rows).
+
+    Published rows count only on the tasks that the other records have; when there are no
+    other records, all their tasks are shown.
+
+    Raises:
+        UserError: no records, or two different results for one model and task in one section.
+    """
+    if not records:
+        raise UserError("no results to rank; run 'vtde-bench run' first or name result folders")
+    non_published = [r for r in records if r.source != "published"]
+    columns = _columns(non_published or records)
+    by_task = {c.task: c for c in columns}
+    flags = _flags(records)
+    rows: dict[tuple[str, str, bool], Row] = {}
+    seen: dict[tuple[str, str, bool, str], Record] = {}
+    for r in records:
+        column = by_task.get(r.task)
+        if column is None or column.main_metric not in r.metrics:
+            continue
+        why = flags.get(id(r), [])
+        key = (r.source, r.model, bool(why))
+        other = seen.setdefault((*key, r.task), r)
+        if other is not r:
+            if other.metrics == r.metrics and other.dataset_fingerprint == r.dataset_fingerprint:
+                continue  # the same result found twice (a copy, or a folder and a file in it)
+            raise UserError(f"two different results for {r.model} on {r.task}: {other.path} and {r.path}; name only one")
+        row = rows.setdefault(key, Row(model=r.model, source=r.source, model_path=r.model_path))
+        row.scores[r.task] = r.metrics[column.main_metric]
+        if column.main_metric in r.intervals:
+            row.intervals[r.task] = r.intervals[column.main_metric]
+        row.flags += why
+    for row in rows.values():
+        for kind in {c.task_type for c in columns}:
+            values = [row.scores[c.task] for c in columns if c.task_type == kind and c.task in row.scores]
+            if values:
+                row.averages[kind] = sum(values) / len(values)
+        row.average = sum(row.scores.values()) / len(row.scores)
+
+    def order(row: Row) -> tuple:
+        return (-(row.average or 0.0), row.model)
+
+    ranked = sorted((r for r in rows.values() if not r.flagged), key=order)
+    flagged = sorted((r for r in rows.values() if r.flagged), key=order)
+    previous, rank, position = None, 0, 0
+    for row in ranked:
+        if row.source != OURS:
+            continue
+        position += 1
+        if row.average != previous:  # competition ranking: equal averages share a rank
+            rank, previous = position, row.average
+        row.rank = rank
+    return Leaderboard(columns, ranked + flagged)
+
+
+# ----------------------------------------------------------------------------- renderers
+
+
+def type_label(kind: str) -> str:
+    return f"{TYPE_NAMES.get(kind, kind)} avg"
+
+
+def to_frame(board: Leaderboard):
+    """A DataFrame, one row per leaderboard row; fractions. `section` is "main" (ranked runs and labelled
+    published/imported rows, which have no rank) or "flagged" (never ranked; `flags` says why)."""
+    import pandas as pd
+
+    records = []
+    for row in board.rows:
+        item: dict[str, Any] = {"section": "flagged" if row.flagged else "main", "rank": row.rank, "model": row.model,
+                                "source": row.source, "model_path": row.model_path}
+        item.update({c.task: row.scores.get(c.task) for c in board.columns})
+        item.update({type_label(k): row.averages.get(k) for k in board.task_types})
+        item["average"] = row.average
+        item["flags"] = "; ".join(row.flags)
+        records.append(item)
+    frame = pd.DataFrame(records, columns=["section", "rank", "model", "source", "model_path", *[c.task for c in board.columns],
+                                           *[type_label(k) for k in board.task_types], "average", "flags"])
+    frame["rank"] = frame["rank"].astype("Int64")
+    return frame
+
+
+def to_csv(board: Leaderboard) -> str:
+    """CSV of `to_frame` (fractions; empty cells for missing values)."""
+    buffer = io.StringIO()
+    to_frame(board).to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def to_json(board: Leaderboard) -> str:
+    """JSON with `units: "fractions"`, the task columns and every row with its scores, intervals, averages and flags."""
+    data = {
+        "units": "fractions",
+        "tasks": [{"name": c.task, "type": c.task_type, "main_metric": c.main_metric} for c in board.columns],
+        "rows": [
+            {"section": "flagged" if r.flagged else "main", "rank": r.rank, "model": r.model, "source": r.source,
+             "model_path": r.model_path, "scores": r.scores, "intervals": {t: list(v) for t, v in r.intervals.items()},
+             "averages": r.averages, "average": r.average, "flags": r.flags}
+            for r in board.rows
+        ],
+    }
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def percent_cell(value: float | None, interval: tuple[float, float] | None = None) -> str:
+    """A score in percent with two decimals, and ± half the 95% interval's width in points when known."""
+    if value is None:
+        return ""
+    text = f"{100 * value:.2f}"
+    return text + (f" ±{50 * (interval[1] - interval[0]):.1f}" if interval else "")
+
+
+def header(board: Leaderboard) -> list[str]:
+    """Column titles shared by the markdown, rich and HTML tables."""
+    return ["rank", "model", "source", *[c.task for c in board.columns], *[type_label(k) for k in board.task_types], "average"]
+
+
+def cells(board: Leaderboard, row: Row) -> list[str]:
+    """One row's cells under `header`, in percent."""
+    return [
+        "" if row.rank is None else str(row.rank), row.model, row.source,
+        *[percent_cell(row.scores.get(c.task), row.intervals.get(c.task)) for c in board.columns],
+        *[percent_cell(row.averages.get(k)) for k in board.task_types], percent_cell(row.average),
+    ]
+
+
+def _markdown_table(titles: list[str], lines: list[list[str]]) -> str:
+    def escape(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    align = ["---" if t in ("model", "source", "why not ranked") else "---:" for t in titles]
+    out = ["| " + " | ".join(titles) + " |", "| " + " | ".join(align) + " |"]
+    out += ["| " + " | ".join(escape(c) for c in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def to_markdown(board: Leaderboard) -> str:
+    """Markdown: the ranked table, then the flagged rows with their reasons; scores in percent."""
+    main = ", ".join(f"{c.task}: {c.main_metric}" for c in board.columns)
+    parts = ["## vtde-bench leaderboard", "",
+             f"Main scores in percent (± half the 95% bootstrap interval); {main}. "
+             "Published and imported rows are labelled by source and not ranked.", "",
+             _markdown_table(header(board), [cells(board, r) for r in board.ranked])]
+    if board.flagged:
+        parts += ["", "### Flagged, not ranked", "",
+                  "Run with `--limit`, or on a task version or dataset other than the rest: not comparable with the table above.", "",
+                  _markdown_table([*header(board)[1:], "why not ranked"], [[*cells(board, r)[1:], "; ".join(r.flags)] for r in board.flagged])]
+    return "\n".join(parts) + "\n"
