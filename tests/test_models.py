@@ -172,3 +172,61 @@ def test_mixed_precision_agrees_with_fp32(fixture, precision, request):
 
 def test_auto_precision_is_fp32_on_cpu(tiny_vtde):
     assert load_model(tiny_vtde, device="cpu").precision == "fp32"
+
+
+def test_out_of_memory_halves_the_batch_and_remembers(tiny_vtde, monkeypatch):
+    """CUDA cannot run here, so the model's forward raises CUDA's own OOM error above 3 images."""
+    encoder = load_model(tiny_vtde, device="cpu")
+    reference = encoder.encode_images(IMAGES * 3)
+    original = encoder.model.get_image_features
+
+    def limited(pixel_values, **kwargs):
+        if pixel_values.shape[0] > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(pixel_values=pixel_values, **kwargs)
+
+    monkeypatch.setattr(encoder.model, "get_image_features", limited)
+    torch.testing.assert_close(encoder.encode_images(IMAGES * 3), reference)
+    assert encoder.max_batch == 2  # 9 → 4 → 2
+    def never_fits(pixel_values, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(encoder.model, "get_image_features", never_fits)
+    with pytest.raises(RunFailure, match="out of GPU memory"):
+        encoder.encode_images(IMAGES)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_vtde", "tiny_clip", "tiny_siglip"])
+def test_batched_preprocessing_matches_the_checkpoints_processor(fixture, request):
+    """The reference is the processor transformers 5 loads by default (the torchvision-backed class)."""
+    from transformers import AutoProcessor
+
+    from vtde_bench.data import decode_image
+
+    folder = request.getfixturevalue(fixture)
+    encoder = load_model(folder, device="cpu")
+    assert encoder.batched_images is not None and encoder.info.extra["image_preprocessing"] == "batched"
+    processor = AutoProcessor.from_pretrained(folder).image_processor
+    assert "torchvision" in type(processor).__module__ or "Fast" in type(processor).__name__ or hasattr(processor, "resample")
+    images = [decode_image(helpers.png_bytes(helpers.colour_image(c, seed=i, size=s)))
+              for i, (c, s) in enumerate([("red", 32), ("blue", 57), ("green", 20), ("white", 100)])]
+    images.append(Image.new("RGB", (90, 40), (10, 200, 30)))
+    ours = encoder.image_inputs(images)["pixel_values"]
+    reference = processor(images=images, return_tensors="pt")["pixel_values"]
+    assert (ours - reference).abs().max() <= 0.02
+    with torch.no_grad():
+        a = encoder.embed_image_inputs({"pixel_values": ours})
+        b = encoder.embed_image_inputs({"pixel_values": reference})
+    text = encoder.encode_texts(TEXTS)
+    assert torch.equal((a @ text.T).argmax(1), (b @ text.T).argmax(1))  # identical top-1
+
+
+def test_folder_without_tokenizer_files_is_refused(tiny_vtde, tmp_path):
+    """transformers 5 silently builds a special-tokens-only tokenizer there; every metric would sit at chance."""
+    import shutil
+
+    shutil.copytree(tiny_vtde, tmp_path / "m")
+    for name in ("vocab.txt", "tokenizer.json"):
+        (tmp_path / "m" / name).unlink(missing_ok=True)
+    with pytest.raises(UserError, match="special tokens|tokenizer"):
+        load_model(tmp_path / "m")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from vtde_bench import preprocess
 from vtde_bench.errors import RunFailure, UserError
 
 # SigLIP was trained on texts padded to the full length; its text tower pools the
@@ -150,10 +151,14 @@ class HFDualEncoder:
         self.image_processor = getattr(processor, "image_processor", processor)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.info = info
+        self.max_batch: int | None = None  # set when CUDA ran out of memory: the largest batch that fits
         config = model.config
         self.info.model_type = getattr(config, "model_type", None)
         self.pad_to_max_length = self.info.model_type in _PAD_TO_MAX_LENGTH
         self.max_text_length = self._max_text_length()
+        # The batched path is used only where it matches the checkpoint's processor on probe images.
+        self.batched_images = preprocess.build(self.image_processor)
+        self.info.extra["image_preprocessing"] = "batched" if self.batched_images is not None else "processor"
         self.info.num_parameters = sum(p.numel() for p in model.parameters())
         self.info.weights_fingerprint = weights_fingerprint(model.state_dict())
         self.info.embedding_dim = self._probe_width()
@@ -182,7 +187,7 @@ class HFDualEncoder:
         """What embeddings of `kind` ("images" or "texts") depend on besides the inputs themselves."""
         if kind == "images":
             config = self.image_processor.to_json_string() if hasattr(self.image_processor, "to_json_string") else repr(self.image_processor)
-            preprocessing = f"{type(self.image_processor).__name__}|{config}"
+            preprocessing = f"{type(self.image_processor).__name__}|{config}|batched={self.batched_images is not None}"
         else:
             backend = getattr(self.tokenizer, "backend_tokenizer", None)
             vocab = backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
@@ -196,6 +201,8 @@ class HFDualEncoder:
     # -------------------------------------------------------------- preprocessing (CPU, picklable)
 
     def image_inputs(self, images: list[Image.Image]) -> dict[str, Tensor]:
+        if self.batched_images is not None:
+            return self.batched_images(images)
         return dict(self.image_processor(images=images, return_tensors="pt"))
 
     def text_inputs(self, texts: list[str]) -> dict[str, Tensor]:
@@ -207,7 +214,22 @@ class HFDualEncoder:
     # -------------------------------------------------------------- model (device)
 
     def _run(self, fn: Any, inputs: dict[str, Tensor]) -> Tensor:
-        inputs = {k: v.to(self.device, non_blocking=True) for k, v in _accepted(fn, inputs).items()}
+        """Forward in sub-batches of at most `max_batch` rows; on CUDA out-of-memory, halve it and retry."""
+        inputs = _accepted(fn, inputs)
+        rows = next(iter(inputs.values())).shape[0]
+        limit = self.max_batch or rows
+        try:
+            parts = [self._forward(fn, {k: v[i : i + limit] for k, v in inputs.items()}) for i in range(0, rows, limit)]
+        except torch.cuda.OutOfMemoryError:
+            if limit == 1:
+                raise RunFailure("out of GPU memory with one input at a time; use --precision bf16 or a larger GPU") from None
+            torch.cuda.empty_cache()
+            self.max_batch = max(1, min(limit, rows) // 2)  # remembered: later batches start there
+            return self._run(fn, inputs)
+        return torch.cat(parts)
+
+    def _forward(self, fn: Any, inputs: dict[str, Tensor]) -> Tensor:
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
         autocast = self.precision in ("bf16", "fp16")
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
@@ -357,6 +379,14 @@ def load_model(
         if revision is not None:
             raise UserError("--revision applies to hub ids only; a local folder has no revisions")
         path = str(folder)
+        # ---- Flax-only folders: transformers 5 cannot load them, so vtde_bench.flax converts in memory.
+        from vtde_bench import flax as flax_checkpoint
+
+        if flax_checkpoint.is_flax_only(folder):
+            model = flax_checkpoint.load_flax_model(folder)
+            processor = flax_checkpoint.load_flax_processor(folder)
+            info = ModelInfo(path=path, is_local=True, extra={"weights_format": "flax"})
+            return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
         # ---- end of the Flax branch
     hub_args: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
@@ -382,6 +412,13 @@ def load_model(
         raise UserError(
             f"{path}: the processor is a {type(processor).__name__}, without both an image processor and a tokenizer; "
             "save a dual-encoder processor (e.g. VisionTextDualEncoderProcessor) in the folder"
+        )
+    # transformers 5 builds a tokenizer of special tokens only, silently, from a folder without
+    # tokenizer files: every word would become the unknown token and every metric sit at chance.
+    if len(processor.tokenizer) <= len(set(processor.tokenizer.all_special_ids)):
+        raise UserError(
+            f"{path}: the tokenizer holds only its {len(processor.tokenizer)} special tokens (no vocabulary files); "
+            "save the tokenizer with the model (processor.save_pretrained)"
         )
     info = ModelInfo(
         path=path,

@@ -222,6 +222,7 @@ def evaluate(
             intervals=intervals,
             run={
                 "precision": model.precision, "device": str(model.device), "batch_size": options.batch_size,
+                "batch_size_used": min(options.batch_size, getattr(model, "max_batch", None) or options.batch_size),
                 "workers": default_workers() if options.workers is None else options.workers, "limit": options.limit, "limited": options.limit is not None,
                 "skip_bad_images": options.skip_bad_images, "bootstrap_resamples": options.bootstrap, "bootstrap_seed": 0,
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
