@@ -103,7 +103,7 @@ def results_table(results: Iterable) -> list[Table]:
             timings = r.run.get("timings", {})
             rate, seconds = timings.get("images_per_s"), timings.get("task_total_s")
             table.add_row(r.model["slug"], r.task_name + flag, *cells, str(r.dataset["num_images"]),
-                          f"{rate:.0f}" if rate else "", f"{seconds:.1f}" if seconds else "")
+                          f"{rate:.0f}" if rate else "cached", f"{seconds:.1f}" if seconds else "")
         tables.append(table)
     return tables
 

@@ -192,7 +192,9 @@ def evaluate(
         outcome = evaluate_task(task, model, data, embed_options, progress)
         timings = {"load_model_s": load_seconds, "load_data_s": data_seconds, **outcome.timings,
                    "task_total_s": time.perf_counter() - started}
-        timings["images_per_s"] = outcome.num_images / max(outcome.timings["embed_images_s"], 1e-9)
+        # Throughput of the forward passes; a run served wholly from the cache has none to report.
+        all_cached = outcome.extra.get("image_chunks_from_cache") == outcome.extra.get("image_chunks")
+        timings["images_per_s"] = None if all_cached else outcome.num_images / max(outcome.timings["embed_images_s"], 1e-9)
         started_ci = time.perf_counter()
         intervals = None
         if options.bootstrap > 0:
