@@ -61,6 +61,18 @@ class Results:
                 return result
         raise KeyError(f"no result for task {task_name!r}; have {[r.task_name for r in self.results]}")
 
+    def __rich__(self):
+        """The CLI's results table: `rich.print(results)` in a terminal or notebook."""
+        from rich.console import Group
+
+        from vtde_bench.report import results_table
+
+        return Group(*results_table(self.results))
+
+    def write(self, output_dir: str | Path) -> dict[str, Path]:
+        """Write every result (JSON and per-sample file) under `output_dir`, as `run` does."""
+        return {r.task_name: r.write(output_dir) for r in self.results}
+
     def to_dataframe(self):
         """One row per (model, task, metric), values as fractions."""
         import pandas as pd
