@@ -34,6 +34,7 @@ def test_round_trip(tmp_path):
     assert again.to_dict() == result.to_dict()
     assert (tmp_path / "m-12345678" / "t.samples.parquet").is_file()
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "no temporary files left behind"
+    assert path.stat().st_mode & 0o044 == 0o044, "readable by others, like any file (mkstemp makes 0600)"
 
 
 def test_nan_metrics_are_refused(tmp_path):

@@ -84,6 +84,7 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     except OSError as e:
         raise UserError(f"cannot write {path} ({e.strerror or e}); choose another --output-dir") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -97,6 +98,12 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         if isinstance(e, OSError):
             raise UserError(f"cannot write {path} ({e.strerror or e}); free space or choose another --output-dir") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_result(path: str | Path) -> TaskResult:
