@@ -139,6 +139,7 @@ def evaluate(
     processor: Any = None,
     options: RunOptions | None = None,
     progress: Progress | None = None,
+    **overrides: Any,
 ) -> Results:
     """Evaluate one model on tasks, writing one result per task under `options.output_dir`.
 
@@ -147,6 +148,8 @@ def evaluate(
             (with `processor`); or any object with `encode_images` / `encode_texts`.
         tasks: registry names, group names, card paths or task specs.
         options: see `RunOptions`; `output_dir=None` writes nothing.
+        **overrides: `RunOptions` fields by name, applied over `options`
+            (`evaluate(model, tasks, batch_size=32, output_dir=None)`).
 
     Raises:
         UserError: bad input (exit code 2). RunFailure: a failure while running (3).
@@ -159,7 +162,7 @@ def evaluate(
     from vtde_bench.evaluators import EmbedOptions, evaluate_task
     from vtde_bench.models import as_dual_encoder, load_model
 
-    options = options or RunOptions()
+    options = _with_overrides(options or RunOptions(), overrides)
     progress = progress or NullProgress()
     _check_options(options)
     init_distributed()
@@ -249,6 +252,19 @@ def evaluate(
             results.paths[task.name] = result.write(options.output_dir)
         results.results.append(result)
     return results
+
+
+def _with_overrides(options: RunOptions, overrides: dict[str, Any]) -> RunOptions:
+    import difflib
+    from dataclasses import fields, replace
+
+    names = [f.name for f in fields(RunOptions)]
+    for name in overrides:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"evaluate() got an unknown option {name!r}; {hint}options are the fields of RunOptions: {', '.join(names)}")
+    return replace(options, **overrides) if overrides else options
 
 
 def _resolve_tasks(tasks: Sequence[str | Task] | str) -> list[Task]:
