@@ -502,6 +502,42 @@ def test_property_recall_and_per_class_recall(ranks, num_classes):
     assert 0.0 <= M.mean_per_class_recall(r, labels, num_classes + 1) <= 1.0
 
 
+@HYPOTHESIS
+@given(classification_inputs(), st.data())
+def test_property_classification_metrics_match_naive_and_ignore_query_order(inputs, data):
+    """The summary metrics themselves (not only the ranks) on any small tie-heavy input: equal to the naive
+    computation, in [0, 1], acc1 <= acc5, and unchanged when the images are queried in another order."""
+    images, classes, labels, _, chunk = inputs
+    c = classes.shape[0]
+    ranks, _ = M.classification_ranks(images, classes, labels, chunk_size=chunk)
+    naive = naive_classification_ranks(images, classes, labels)
+    present = [x for x in naive_per_class_recall(naive, labels, c) if not math.isnan(x)]
+    expected = {"acc1": naive_recall(naive, 1), "mean_per_class_recall": sum(present) / len(present)}
+    if c >= 5:
+        expected["acc5"] = naive_recall(naive, 5)
+    got = M.classification_metrics(ranks, labels, c)
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert all(0.0 <= v <= 1.0 for v in got.values()) and got["acc1"] <= got.get("acc5", 1.0)
+    order = torch.tensor(data.draw(st.permutations(range(len(labels)))), dtype=torch.long)
+    shuffled, _ = M.classification_ranks(images[order], classes, labels[order], chunk_size=chunk)
+    assert torch.equal(shuffled, ranks[order])
+    assert M.classification_metrics(shuffled, labels[order], c) == pytest.approx(got, abs=1e-12)
+
+
+@HYPOTHESIS
+@given(retrieval_inputs())
+def test_property_retrieval_metrics_match_naive_and_grow_with_k(inputs):
+    """Recall@{1,5,10} both ways on any small tie-heavy input: the naive fractions, non-decreasing in k, and
+    mean_recall@1 the mean of the two R@1."""
+    images, texts, t2i, chunk, _, _ = inputs
+    got = M.retrieval_metrics(*M.retrieval_ranks(images, texts, t2i, chunk_size=chunk))
+    for way, naive in zip(("image_to_text", "text_to_image"), naive_retrieval_ranks(images, texts, t2i)):
+        values = [got[f"{way}_recall@{k}"] for k in (1, 5, 10)]
+        assert values == [naive_recall(naive, k) for k in (1, 5, 10)]
+        assert values == sorted(values) and all(0.0 <= v <= 1.0 for v in values)
+    assert got["mean_recall@1"] == pytest.approx((got["image_to_text_recall@1"] + got["text_to_image_recall@1"]) / 2, abs=1e-12)
+
+
 # ----------------------------------------------------------------------------- errors
 
 

@@ -61,12 +61,13 @@ class CacheEntry:
                     "bad": [list(b) for b in chunk.bad]}, buffer)
         data = buffer.getvalue()
         name = self._name(chunk.start, chunk.stop)
+        where = "--cache-dir (or use --no-cache)"  # named in the message when the cache folder cannot be written
         if not (self.folder / "key.json").exists():
             text = json.dumps(self.key, indent=1, sort_keys=True).encode()
-            atomic_write(self.folder / "key.json", lambda f: f.write(text))
-        atomic_write(self.folder / f"{name}.pt", lambda f: f.write(data))
+            atomic_write(self.folder / "key.json", lambda f: f.write(text), where=where)
+        atomic_write(self.folder / f"{name}.pt", lambda f: f.write(data), where=where)
         digest = hashlib.sha256(data).hexdigest().encode()
-        atomic_write(self.folder / f"{name}.sha256", lambda f: f.write(digest))
+        atomic_write(self.folder / f"{name}.sha256", lambda f: f.write(digest), where=where)
 
     def read(self, start: int, stop: int) -> Chunk | None:
         """The chunk for rows [start, stop) if it is complete and intact; a damaged one is removed."""

@@ -65,7 +65,7 @@ def _as_bytes(value: Any, key: str) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, dict):
-        if value.get("bytes"):
+        if value.get("bytes") is not None:  # b"" is a zero-byte image: a bad image (skippable), not a missing one
             return value["bytes"]
         if value.get("path"):
             return Path(value["path"]).read_bytes()
@@ -376,6 +376,16 @@ def load_task_data(
             raise UserError(f"task {task.name}: unknown layout {layout!r}")
     except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError) as e:
         raise UserError(f"task {task.name}: cannot load its data ({e}); check the source or use --data-dir") from None
+    except datasets.exceptions.DatasetGenerationError as e:
+        import errno
+
+        # A full disk while `datasets` writes its arrow cache: the user's to fix, not a crash of ours.
+        if getattr(e.__cause__, "errno", None) not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        raise UserError(
+            f"task {task.name}: cannot write the datasets cache ({e.__cause__.strerror}); "
+            "free space or point HF_DATASETS_CACHE at another folder"
+        ) from None
     finally:
         datasets.enable_progress_bars()
 

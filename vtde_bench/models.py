@@ -398,13 +398,22 @@ def load_model(
     except OSError as e:
         raise UserError(f"{path}: cannot load the config ({_first_line(e)}); check the id, --revision and your network") from None
     try:
-        model = AutoModel.from_pretrained(path, config=config, **hub_args)
+        model, loading = AutoModel.from_pretrained(path, config=config, output_loading_info=True, **hub_args)
     except Exception as e:  # noqa: BLE001 - safetensors, torch and transformers each raise their own types
         raise UserError(f"{path}: the weights failed to load ({_first_line(e)}); check the checkpoint files") from None
+    # transformers fills weights missing from the checkpoint with random values and only logs it.
+    missing = sorted(map(str, loading.get("missing_keys") or ()))
+    if missing:
+        raise UserError(
+            f"{path}: the checkpoint lacks {len(missing)} weight(s) the model needs (e.g. {missing[0]}), which would be "
+            "randomly initialised; give the complete checkpoint"
+        )
     _check_dual_encoder(model, path)
     try:
         processor = AutoProcessor.from_pretrained(path, **hub_args)
     except (OSError, ValueError, KeyError, TypeError) as e:
+        if "trust_remote_code" in str(e):  # a tokenizer or processor with an auto_map to code in the folder
+            raise UserError(f"{path}: its tokenizer or processor needs its own code to load; rerun with --trust-remote-code if you trust it") from None
         raise UserError(
             f"{path}: no image processor and tokenizer could be loaded ({_first_line(e)}); save the processor with the model"
         ) from None

@@ -53,6 +53,9 @@ class TaskResult:
         missing = {"task", "model", "dataset", "metrics", "main_score", "run"} - set(data)
         if missing:
             raise UserError(f"{where}: not a vtde-bench result (missing {', '.join(sorted(missing))})")
+        problem = _damage(data)
+        if problem:
+            raise UserError(f"{where}: damaged result ({problem}); rerun the evaluation with --overwrite")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def paths(self, output_dir: str | Path) -> tuple[Path, Path]:
@@ -71,8 +74,38 @@ class TaskResult:
         return json_path
 
 
-def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+def _damage(data: dict[str, Any]) -> str | None:
+    """What makes a parsed result JSON unusable (a hand edit, a bad merge), or None when its shape is sound."""
+
+    def fraction(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 <= x <= 1.0
+
+    for name in ("task", "model", "dataset", "metrics", "run"):
+        if not isinstance(data[name], dict):
+            return f"'{name}' is {type(data[name]).__name__}, not an object"
+    for section, key in (("task", "name"), ("task", "type"), ("task", "main_metric"), ("model", "slug")):
+        if not isinstance(data[section].get(key), str):
+            return f"'{section}.{key}' is missing or not text"
+    bad = [k for k, v in data["metrics"].items() if not fraction(v)]
+    if bad:
+        return f"metric '{bad[0]}' is {data['metrics'][bad[0]]!r}, not a fraction in [0, 1]"
+    if data["main_score"] != data["metrics"].get(data["task"]["main_metric"]):
+        return "main_score is not the value of the main metric"
+    intervals = data.get("intervals")
+    if intervals is not None and not (
+        isinstance(intervals, dict)
+        and all(isinstance(v, list) and len(v) == 2 and all(map(fraction, v)) for v in intervals.values())
+    ):
+        return "'intervals' is not a [low, high] pair of fractions per metric"
+    if data.get("per_class_recall") is not None and not isinstance(data["per_class_recall"], dict):
+        return "'per_class_recall' is not an object"
+    return None
+
+
+def atomic_write(path: Path, write: Callable[[Any], Any], *, where: str = "--output-dir") -> None:
     """Write a file through a temporary sibling and a rename: readers see the old file or the new, never half.
+
+    `where` names, in the error message, the option that chooses the folder.
 
     Raises:
         UserError: the folder cannot be created or written (names the path).
@@ -82,7 +115,7 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
-        raise UserError(f"cannot write {path} ({e.strerror or e}); choose another --output-dir") from None
+        raise UserError(f"cannot write {path} ({e.strerror or e}); choose another {where}") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -96,7 +129,7 @@ def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise UserError(f"cannot write {path} ({e.strerror or e}); free space or choose another --output-dir") from None
+            raise UserError(f"cannot write {path} ({e.strerror or e}); free space or choose another {where}") from None
         raise
 
 

@@ -9,6 +9,7 @@ torch nor datasets, so `vtde-bench tasks` stays instant.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -125,6 +126,8 @@ _SOURCE_KEYS = {
 }
 _PROMPT_KEYS = {"classnames": str, "templates": str}
 _FORMATS = ("auto", "parquet", "webdataset", "imagefolder", "arrow")
+# A task's name becomes a file name (<output>/<model>/<name>.json, <data-dir>/<name>/): no separators, no leading dot.
+_NAME = re.compile(r"\w[\w.-]*")
 
 
 class _Card:
@@ -205,6 +208,8 @@ def load_card(path: str | Path) -> Task:
     top = {k: v for k, v in card.data.items() if k not in ("source", "prompts")}
     card.check(top, _TOP_KEYS)
     name = card.require(top, "name")
+    if not _NAME.fullmatch(name):
+        raise card.fail("name", f"= {name!r} may hold only letters, digits, '_', '.' and '-' (it names result files); rename the task")
     kind = card.require(top, "type")
     version = card.require(top, "version")
     if kind not in (CLASSIFICATION, RETRIEVAL):

@@ -14,7 +14,7 @@ from vtde_bench import __version__
 from vtde_bench.errors import UserError, VtdeBenchError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USER, EXIT_RUNTIME = 0, 1, 2, 3
-SUBCOMMANDS = ("run", "tasks", "download", "cache", "leaderboard", "compare", "convert")  # one module each in this package, with add(subparsers)
+SUBCOMMANDS = ("run", "tasks", "download", "cache", "leaderboard", "compare", "convert", "demo")  # one module each in this package, with add(subparsers)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,16 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     except VtdeBenchError as e:
         if debug:
             raise
+        from rich.markup import escape
+
         from vtde_bench import report
 
-        report.error(str(e))
+        report.error(escape(str(e)))  # a message may hold '[source]' or a path with brackets: text, not rich markup
         return e.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # anything unexpected is a runtime failure, reported in one line
         if debug:
             raise
+        from rich.markup import escape
+
         from vtde_bench import report
 
-        report.error(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)")
+        report.error(escape(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)"))
         return EXIT_RUNTIME

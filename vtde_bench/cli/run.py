@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     from vtde_bench.progress import NullProgress
     from vtde_bench.runner import RunOptions, evaluate
 
-    _quiet_libraries()
+    quiet_libraries()
 
     options = RunOptions(
         output_dir=args.output_dir, data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers,
@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Our own progress bars replace the libraries' tqdm bars and load-time chatter."""
     import datasets
     import transformers
