@@ -258,3 +258,14 @@ def write_card(path: Path, *, name: str, kind: str, source: dict, classnames: Se
         lines += ["", "[prompts]", f'classnames = "{name}_classnames.txt"', f'templates = "{name}_templates.txt"']
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_colour_cards(root: Path, colour_rows, caption_rows, classnames: Sequence[str]) -> tuple[Path, Path]:
+    """The two small tasks most tests use: colours (classification, parquet) and captions (retrieval, webdataset)."""
+    write_parquet(root / "data" / "colours", "test", colour_rows, kind="classification", classnames=classnames)
+    write_webdataset(root / "data" / "captions", "test", caption_rows, kind="retrieval")
+    cls = write_card(root / "cards" / "colours.toml", name="colours", kind="classification",
+                     source={"path": "../data/colours", "split": "test", "num_samples": len(colour_rows)}, classnames=classnames)
+    ret = write_card(root / "cards" / "captions.toml", name="captions", kind="retrieval",
+                     source={"path": "../data/captions", "split": "test", "num_samples": len(caption_rows)})
+    return cls, ret

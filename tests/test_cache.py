@@ -17,7 +17,6 @@ import torch
 
 import helpers
 from conftest import COLOURS
-from vtde_bench import RunOptions, evaluate
 from vtde_bench.cache import Chunk, EmbeddingCache
 from vtde_bench.cli import main
 

@@ -17,13 +17,7 @@ from vtde_bench.cli import main
 @pytest.fixture
 def cards(tmp_path, colour_rows, caption_rows):
     """A classification card over parquet and a retrieval card over CLIP_benchmark webdataset shards."""
-    helpers.write_parquet(tmp_path / "data" / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
-    helpers.write_webdataset(tmp_path / "data" / "captions", "test", caption_rows, kind="retrieval")
-    cls = helpers.write_card(tmp_path / "cards" / "colours.toml", name="colours", kind="classification",
-                             source={"path": "../data/colours", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
-    ret = helpers.write_card(tmp_path / "cards" / "captions.toml", name="captions", kind="retrieval",
-                             source={"path": "../data/captions", "split": "test", "num_samples": len(caption_rows)})
-    return cls, ret
+    return helpers.write_colour_cards(tmp_path, colour_rows, caption_rows, COLOURS)
 
 
 def run(*args: str) -> int:

@@ -25,13 +25,7 @@ N = 200  # images in the synthetic task
 @pytest.fixture(scope="module")
 def cards(tmp_path_factory, colour_rows, caption_rows):
     root = tmp_path_factory.mktemp("compare-cards")
-    helpers.write_parquet(root / "data" / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
-    helpers.write_webdataset(root / "data" / "captions", "test", caption_rows, kind="retrieval")
-    cls = helpers.write_card(root / "cards" / "colours.toml", name="colours", kind="classification",
-                             source={"path": "../data/colours", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
-    ret = helpers.write_card(root / "cards" / "captions.toml", name="captions", kind="retrieval",
-                             source={"path": "../data/captions", "split": "test", "num_samples": len(caption_rows)})
-    return cls, ret
+    return helpers.write_colour_cards(root, colour_rows, caption_rows, COLOURS)
 
 
 @pytest.fixture(scope="module")

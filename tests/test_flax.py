@@ -23,7 +23,6 @@ import msgpack
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import helpers

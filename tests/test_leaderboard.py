@@ -19,12 +19,7 @@ from vtde_bench.collect import load_records, load_results, read_task_results
 def runs(tmp_path_factory, tiny_vtde, tiny_clip, colour_rows, caption_rows):
     """Two models run in full on a classification and a retrieval task, one of them also with --limit."""
     root = tmp_path_factory.mktemp("leaderboard")
-    helpers.write_parquet(root / "data" / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
-    helpers.write_webdataset(root / "data" / "captions", "test", caption_rows, kind="retrieval")
-    cls = helpers.write_card(root / "cards" / "colours.toml", name="colours", kind="classification",
-                             source={"path": "../data/colours", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
-    ret = helpers.write_card(root / "cards" / "captions.toml", name="captions", kind="retrieval",
-                             source={"path": "../data/captions", "split": "test", "num_samples": len(caption_rows)})
+    cls, ret = helpers.write_colour_cards(root, colour_rows, caption_rows, COLOURS)
     common = ["run", "--workers", "0", "--bootstrap", "200", "--tasks", str(cls), str(ret)]
     for model in (tiny_vtde, tiny_clip):
         assert main([*common, "--model", str(model), "--output-dir", str(root / "results")]) == 0
