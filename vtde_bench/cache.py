@@ -90,10 +90,6 @@ class CacheEntry:
             return None
         return chunk
 
-    def has(self, start: int, stop: int) -> bool:
-        name = self._name(start, stop)
-        return (self.folder / f"{name}.pt").is_file() and (self.folder / f"{name}.sha256").is_file()
-
 
 class EmbeddingCache:
     """Entries under a root folder; `None` root disables caching (`--no-cache`)."""

@@ -33,6 +33,7 @@ from transformers import (
 
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
+from vtde_bench.tasks import tasks_dir
 
 # The whole vocabulary of the demo captions, class names and prompt templates. It is
 # fixed here, not read from data, so the untrained model is identical on every run;
@@ -59,13 +60,6 @@ BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
 WARMUP_STEPS = 100
 WEIGHT_DECAY = 0.05
-
-
-def tasks_dir() -> Path:
-    """The `tasks/` folder: inside the package when installed, next to it in a source checkout."""
-    package = Path(__file__).resolve().parent
-    installed = package / "tasks"
-    return installed if installed.is_dir() else package.parent / "tasks"
 
 
 def default_train_parquet() -> Path:

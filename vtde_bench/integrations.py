@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 
 from vtde_bench import runner
 from vtde_bench.errors import UserError
-from vtde_bench.models import HFDualEncoder, ModelInfo, _accepted, weights_fingerprint
+from vtde_bench.models import HFDualEncoder, ModelInfo, accepted_inputs, weights_fingerprint
 from vtde_bench.runner import Results, RunOptions
 from vtde_bench.tasks import Task, load_tasks
 
@@ -158,7 +158,7 @@ class TrainingEncoder(HFDualEncoder):
 
     def _tower_forward(self, tower: torch.nn.Module, inputs: dict[str, Tensor]) -> Tensor:
         """(B, H) tower outputs before the projection, on the CPU, in the compute precision."""
-        inputs = {k: v.to(self.device) for k, v in _accepted(tower.forward, inputs).items()}
+        inputs = {k: v.to(self.device) for k, v in accepted_inputs(tower.forward, inputs).items()}
         autocast = self.precision in ("bf16", "fp16")
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=autocast):

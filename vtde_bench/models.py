@@ -116,7 +116,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def _accepted(fn: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+def accepted_inputs(fn: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """Keep the processor outputs that the feature method names as parameters."""
     names = {p.name for p in inspect.signature(fn).parameters.values() if p.kind != p.VAR_KEYWORD}
     return {k: v for k, v in inputs.items() if k in names}
@@ -215,7 +215,7 @@ class HFDualEncoder:
 
     def _run(self, fn: Any, inputs: dict[str, Tensor]) -> Tensor:
         """Forward in sub-batches of at most `max_batch` rows; on CUDA out-of-memory, halve it and retry."""
-        inputs = _accepted(fn, inputs)
+        inputs = accepted_inputs(fn, inputs)
         rows = next(iter(inputs.values())).shape[0]
         limit = self.max_batch or rows
         try:

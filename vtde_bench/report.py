@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from vtde_bench.leaderboard import percent_cell as percent  # one format for every table: 12.34 ±0.5
+
 # Logs and CI consoles are not terminals; rich would wrap them at 80 columns.
 out = Console(width=None if Console().is_terminal else 160)
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
@@ -69,10 +71,6 @@ def short_name(metric: str) -> str:
     return metric
 
 
-def percent(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.2f}"
-
-
 def results_table(results: Iterable) -> list[Table]:
     """One table per task type: a row per (model, task), a column per metric, in percent."""
     by_type: dict[str, list] = {}
@@ -94,10 +92,7 @@ def results_table(results: Iterable) -> list[Table]:
         for r in rows:
             cells = []
             for name in metric_names:
-                cell = percent(r.metrics.get(name))
-                interval = (r.intervals or {}).get(name)
-                if interval and cell:
-                    cell += f" ±{50 * (interval[1] - interval[0]):.1f}"  # half the 95% interval's width, in points
+                cell = percent(r.metrics.get(name), (r.intervals or {}).get(name))
                 cells.append(f"[bold green]{cell}[/]" if name == r.task["main_metric"] else cell)
             flag = " (limit)" if r.run.get("limit") else ""
             timings = r.run.get("timings", {})
@@ -188,12 +183,9 @@ def comparison_table(comparison) -> Table:
     for name in ("task", "metric", "baseline (%)", "candidate (%)", "Δ (points)", "paired 95% (points)", "verdict"):
         table.add_column(name, justify="left" if name in ("task", "metric", "verdict") else "right")
     for row in comparison.rows:
-        def cell(value, interval):
-            return percent(value) + (f" ±{50 * (interval[1] - interval[0]):.1f}" if interval else "")
-
         paired = "" if row.paired_interval is None else f"[{row.paired_interval[0]:.2f}, {row.paired_interval[1]:.2f}]"
         style = colours.get(row.verdict, "")
-        table.add_row(escape(row.task), escape(short_name(row.metric)), cell(row.baseline, row.baseline_interval), cell(row.candidate, row.candidate_interval),
+        table.add_row(escape(row.task), escape(short_name(row.metric)), percent(row.baseline, row.baseline_interval), percent(row.candidate, row.candidate_interval),
                       f"{row.delta:+.2f}", paired, f"[{style}]{row.verdict}[/]" if style else row.verdict)
     return table
 
