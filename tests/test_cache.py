@@ -86,7 +86,8 @@ def test_cache_info_and_clear(tiny_vtde, card, tmp_path, capsys):
     assert run(tiny_vtde, card, tmp_path / "a", tmp_path / "cache") == 0
     capsys.readouterr()
     assert main(["cache", "info", "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert "2 entries, 4 chunks" in capsys.readouterr().out  # 3 image chunks of 8 rows + 1 chunk of 12 prompts
+    # 3 image chunks of 8 rows + 1 chunk of 12 prompts, and the image hashes behind the data fingerprint
+    assert "2 entries, 4 chunks, image hashes of 1 datasets" in capsys.readouterr().out
     assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache")]) == 0
     assert EmbeddingCache(tmp_path / "cache").info()["entries"] == 0
 

@@ -782,3 +782,146 @@ def test_decode_truncated_png_raises():
     blob = helpers.png_bytes(helpers.colour_image("red", seed=1))
     with pytest.raises(Exception):
         decode_image(blob[: len(blob) // 2])
+
+
+# ----------------------------------------------------------------------------- 9. decode_image_array (the workers' fast path)
+
+
+def _photo(mode: str = "RGB", size=(75, 53)) -> Image.Image:
+    """Smooth noise, so JPEG's chroma subsampling and upsampling have real work to do."""
+    small = Image.fromarray(np.random.default_rng(7).integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    return small.resize(size, Image.BICUBIC).convert(mode)
+
+
+JPEGS = {
+    "4:2:0": ("RGB", {"subsampling": 2}), "4:2:2": ("RGB", {"subsampling": 1}), "4:4:4": ("RGB", {"subsampling": 0}),
+    "progressive": ("RGB", {"progressive": True}), "grey": ("L", {}), "cmyk": ("CMYK", {}), "q20": ("RGB", {"quality": 20}),
+}
+
+
+def test_torchvision_decodes_jpegs_exactly_like_pillow_here():
+    """The fast path is on in this environment (else the tests below would not exercise it)."""
+    from vtde_bench.data import _torchvision_jpeg_is_exact
+
+    assert _torchvision_jpeg_is_exact()
+
+
+@pytest.mark.parametrize("name", sorted(JPEGS))
+def test_decode_image_array_has_pillows_pixels_for_jpegs(name):
+    from vtde_bench.data import decode_image_array
+
+    mode, options = JPEGS[name]
+    blob = encode(_photo(mode, size=(75 + len(name), 53)), "JPEG", **options)
+    array = decode_image_array(blob)
+    assert array.dtype.is_floating_point is False and array.shape == (53, 75 + len(name), 3)
+    assert np.array_equal(array.numpy(), np.asarray(decode_image(blob)))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP"])
+def test_decode_image_array_has_pillows_pixels_for_other_formats(fmt):
+    from vtde_bench.data import decode_image_array
+
+    blob = encode(_photo("RGBA" if fmt == "PNG" else "RGB"), fmt)
+    assert np.array_equal(decode_image_array(blob).numpy(), np.asarray(decode_image(blob)))
+
+
+def test_decode_image_array_scales_16_bit_images_like_decode_image():
+    from vtde_bench.data import decode_image_array
+
+    blob = encode(Image.fromarray(np.random.default_rng(1).integers(0, 65536, (16, 16), dtype=np.uint16)), "PNG")
+    assert np.array_equal(decode_image_array(blob).numpy(), np.asarray(decode_image(blob)))
+
+
+def test_decode_image_array_reports_a_truncated_jpeg_in_pillows_words():
+    from vtde_bench.data import decode_image_array
+
+    blob = encode(_photo(), "JPEG")[:-40]
+    with pytest.raises(OSError, match="truncated"):
+        decode_image(blob)
+    with pytest.raises(OSError, match="truncated"):
+        decode_image_array(blob)
+
+
+# ----------------------------------------------------------------------------- 10. image hashes kept in the cache
+
+
+def _parquet_task(tmp_path, rows, name="t"):
+    folder = tmp_path / "data" / name
+    write_layout("parquet", folder, rows, "classification")
+    return folder, local_task(tmp_path / "cards-" / name, folder, "classification", len(rows))
+
+
+def _count_image_reads(monkeypatch) -> list[int]:
+    from vtde_bench.data import TaskData
+
+    reads = [0]
+    original = TaskData._iter_image_values
+
+    def counting(self, *args, **kwargs):
+        for value in original(self, *args, **kwargs):
+            reads[0] += 1
+            yield value
+
+    monkeypatch.setattr(TaskData, "_iter_image_values", counting)
+    return reads
+
+
+def test_warm_load_reads_no_image_bytes_and_gets_the_same_fingerprint(tmp_path, class_rows, monkeypatch):
+    from vtde_bench.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    _, task = _parquet_task(tmp_path, class_rows)
+    reads = _count_image_reads(monkeypatch)
+    cold = load_task_data(task, cache=cache)
+    assert reads[0] == len(class_rows)
+    warm = load_task_data(task, cache=cache)
+    assert reads[0] == len(class_rows)  # not one image read again
+    uncached = load_task_data(task)
+    assert reads[0] == 2 * len(class_rows)
+    assert cold.fingerprint == warm.fingerprint == uncached.fingerprint
+    assert cold.order_fingerprint == warm.order_fingerprint == uncached.order_fingerprint
+    assert cache.info()["image_hash_sets"] == 1
+    limited = load_task_data(task, cache=cache, limit=5)  # other rows: another entry
+    assert reads[0] == 2 * len(class_rows) + 5 and cache.info()["image_hash_sets"] == 2
+    assert limited.order_fingerprint == load_task_data(task, limit=5).order_fingerprint
+
+
+def test_changed_images_are_hashed_again(tmp_path, class_rows):
+    from vtde_bench.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    folder, task = _parquet_task(tmp_path, class_rows)
+    before = load_task_data(task, cache=cache).fingerprint
+    changed = [(encode(_photo(), "PNG"), class_rows[0][1])] + list(class_rows[1:])
+    import shutil
+
+    shutil.rmtree(folder)
+    write_layout("parquet", folder, changed, "classification")
+    after = load_task_data(task, cache=cache)
+    assert after.fingerprint != before
+    assert after.fingerprint == load_task_data(task).fingerprint
+
+
+def test_a_damaged_hash_file_is_recomputed(tmp_path, class_rows, monkeypatch):
+    from vtde_bench.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    _, task = _parquet_task(tmp_path, class_rows)
+    expected = load_task_data(task, cache=cache).fingerprint
+    [stored] = (tmp_path / "cache").rglob("image-hashes.json")
+    stored.write_text(stored.read_text().replace('"', "'", 2))
+    reads = _count_image_reads(monkeypatch)
+    assert load_task_data(task, cache=cache).fingerprint == expected
+    assert reads[0] == len(class_rows)
+
+
+def test_imagefolder_hashes_are_never_cached(tmp_path, class_rows):
+    """Its images live in files outside the arrow cache, so the arrow files' identity says nothing about them."""
+    from vtde_bench.cache import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    folder = tmp_path / "if" / "t"
+    write_layout("imagefolder", folder, class_rows, "classification")
+    task = local_task(tmp_path / "if", folder, "classification", len(class_rows))
+    load_task_data(task, cache=cache)
+    assert cache.info()["image_hash_sets"] == 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -230,3 +232,79 @@ def test_folder_without_tokenizer_files_is_refused(tiny_vtde, tmp_path):
         (tmp_path / "m" / name).unlink(missing_ok=True)
     with pytest.raises(UserError, match="special tokens|tokenizer"):
         load_model(tmp_path / "m")
+
+
+def test_batched_preprocessing_takes_decoded_arrays_with_the_same_result(tiny_clip):
+    """The workers hand the batched path (H, W, 3) uint8 tensors from decode_image_array: same pixels, same inputs."""
+    from vtde_bench.data import decode_image, decode_image_array
+
+    encoder = load_model(tiny_clip, device="cpu")
+    blobs = [helpers.png_bytes(helpers.colour_image(c, seed=i, size=s)) for i, (c, s) in enumerate([("red", 32), ("blue", 57)])]
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)).resize((70, 50), Image.BICUBIC)
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG")
+    blobs.append(buffer.getvalue())
+    assert isinstance(encoder.decode(blobs[-1]), torch.Tensor)
+    from_arrays = encoder.image_inputs([decode_image_array(b) for b in blobs])["pixel_values"]
+    from_pil = encoder.image_inputs([decode_image(b) for b in blobs])["pixel_values"]
+    assert torch.equal(from_arrays, from_pil)
+
+
+def test_processor_path_and_protocol_encoders_decode_to_pil(tiny_clip):
+    from vtde_bench.data import decode_image
+
+    encoder = load_model(tiny_clip, device="cpu")
+    encoder.batched_images = None  # as for a processor the batched path does not reproduce
+    blob = helpers.png_bytes(helpers.colour_image("red", seed=0))
+    assert isinstance(encoder.decode(blob), Image.Image)
+
+    class Plain:
+        def encode_images(self, images):
+            return torch.ones(len(images), 2)
+
+        def encode_texts(self, texts):
+            return torch.ones(len(texts), 2)
+
+    assert isinstance(as_dual_encoder(Plain()).decode(blob), Image.Image)
+    assert decode_image(blob).size == (32, 32)
+
+
+def test_core_share_gives_the_forward_passes_the_spare_cores_only_while_input_bound():
+    from vtde_bench.embed import CoreShare
+
+    before = torch.get_num_threads()
+    with CoreShare(torch.device("cpu"), workers=1) as share:
+        share.all_threads, share.few_threads = 4, 3  # as on a 4-core machine with one worker
+        share.waited, share.computed = 2.0, 0.0
+        assert share.threads() == 4  # no forward pass timed yet: the first wait is the workers starting
+        share.waited, share.computed = 2.0, 1.0
+        assert share.threads() == 3
+        with share.computing():
+            assert torch.get_num_threads() == 3
+        share.waited, share.computed = 1.0, 2.0
+        assert share.threads() == 4
+        with share.computing():
+            assert torch.get_num_threads() == 4
+        share.all_threads = before
+    assert torch.get_num_threads() == before  # restored on exit
+    assert not CoreShare(torch.device("cuda"), workers=2).active  # a GPU's forward does not compete for cores
+    assert not CoreShare(torch.device("cpu"), workers=0).active  # no workers: nothing to share
+
+
+def test_core_share_counts_waiting_and_computing():
+    import time
+
+    from vtde_bench.embed import CoreShare
+
+    def slow_batches():
+        for i in range(3):
+            time.sleep(0.02)
+            yield i
+
+    with CoreShare(torch.device("cpu"), workers=1) as share:
+        seen = []
+        for batch in share.waiting_on(slow_batches()):
+            with share.computing():
+                seen.append(batch)
+    assert seen == [0, 1, 2]
+    assert share.waited >= 0.05 and share.computed < share.waited

@@ -1,5 +1,7 @@
 """The on-disk embedding cache: re-runs cost almost nothing, and interrupted runs resume.
 
+It also keeps the image hashes behind each dataset's fingerprint (`TaskData.image_hashes`).
+
 An entry is a folder named by the sha256 of its key (weights fingerprint,
 preprocessing fingerprint, precision, the rows' ordered image hashes, ...).
 Embeddings are stored in chunks of consecutive rows; each chunk file is
@@ -59,36 +61,52 @@ class CacheEntry:
         buffer = io.BytesIO()
         torch.save({"embeddings": chunk.embeddings.contiguous(), "indices": torch.tensor(chunk.indices, dtype=torch.long),
                     "bad": [list(b) for b in chunk.bad]}, buffer)
-        data = buffer.getvalue()
-        name = self._name(chunk.start, chunk.stop)
+        self._write_checked(f"{self._name(chunk.start, chunk.stop)}.pt", buffer.getvalue())
+
+    def read(self, start: int, stop: int) -> Chunk | None:
+        """The chunk for rows [start, stop) if it is complete and intact; a damaged one is removed."""
+
+        def parse(data: bytes) -> Chunk:
+            payload = torch.load(io.BytesIO(data), weights_only=True)
+            chunk = Chunk(start, stop, payload["embeddings"].float(), payload["indices"].tolist(),
+                          [(int(i), str(m)) for i, m in payload["bad"]])
+            if chunk.embeddings.shape[0] != len(chunk.indices) or not all(start <= i < stop for i in chunk.indices):
+                raise ValueError("inconsistent chunk")
+            return chunk
+
+        return self._read_checked(f"{self._name(start, stop)}.pt", parse)
+
+    def write_json(self, name: str, value: Any) -> None:
+        self._write_checked(f"{name}.json", json.dumps(value).encode())
+
+    def read_json(self, name: str) -> Any | None:
+        """The value stored under `name`, or None when it is missing or damaged (then it is removed)."""
+        return self._read_checked(f"{name}.json", json.loads)
+
+    def _write_checked(self, filename: str, data: bytes) -> None:
+        """The file, then its sha256 (`name.sha256`) beside it: the pair counts only when both exist and agree."""
         where = "--cache-dir (or use --no-cache)"  # named in the message when the cache folder cannot be written
         if not (self.folder / "key.json").exists():
             text = json.dumps(self.key, indent=1, sort_keys=True).encode()
             atomic_write(self.folder / "key.json", lambda f: f.write(text), where=where)
-        atomic_write(self.folder / f"{name}.pt", lambda f: f.write(data), where=where)
+        atomic_write(self.folder / filename, lambda f: f.write(data), where=where)
         digest = hashlib.sha256(data).hexdigest().encode()
-        atomic_write(self.folder / f"{name}.sha256", lambda f: f.write(digest), where=where)
+        atomic_write((self.folder / filename).with_suffix(".sha256"), lambda f: f.write(digest), where=where)
 
-    def read(self, start: int, stop: int) -> Chunk | None:
-        """The chunk for rows [start, stop) if it is complete and intact; a damaged one is removed."""
-        name = self._name(start, stop)
-        data_path, sum_path = self.folder / f"{name}.pt", self.folder / f"{name}.sha256"
+    def _read_checked(self, filename: str, parse: Any) -> Any | None:
+        data_path = self.folder / filename
+        sum_path = data_path.with_suffix(".sha256")
         if not data_path.is_file() or not sum_path.is_file():
             return None
         data = data_path.read_bytes()
         try:
             if hashlib.sha256(data).hexdigest() != sum_path.read_text().strip():
                 raise ValueError("checksum mismatch")
-            payload = torch.load(io.BytesIO(data), weights_only=True)
-            chunk = Chunk(start, stop, payload["embeddings"].float(), payload["indices"].tolist(),
-                          [(int(i), str(m)) for i, m in payload["bad"]])
-            if chunk.embeddings.shape[0] != len(chunk.indices) or not all(start <= i < stop for i in chunk.indices):
-                raise ValueError("inconsistent chunk")
+            return parse(data)
         except Exception:  # noqa: BLE001 - any damage means: recompute
             data_path.unlink(missing_ok=True)
             sum_path.unlink(missing_ok=True)
             return None
-        return chunk
 
 
 class EmbeddingCache:
@@ -102,14 +120,16 @@ class EmbeddingCache:
         return CacheEntry(self.root / digest[:2] / digest, key)
 
     def info(self) -> dict[str, Any]:
-        """Number of entries and chunks, and bytes on disk."""
-        entries = chunks = size = 0
+        """Number of entries of embeddings and their chunks, of stored image hashes, and bytes on disk."""
+        entries = chunks = hash_sets = size = 0
         if self.root.is_dir():
             for key_file in self.root.glob("*/*/key.json"):
-                entries += 1
-                chunks += len(list(key_file.parent.glob("chunk-*.pt")))
+                found = len(list(key_file.parent.glob("chunk-*.pt")))
+                entries += found > 0
+                chunks += found
+                hash_sets += (key_file.parent / "image-hashes.json").is_file()
             size = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
-        return {"root": str(self.root), "entries": entries, "chunks": chunks, "bytes": size}
+        return {"root": str(self.root), "entries": entries, "chunks": chunks, "image_hash_sets": hash_sets, "bytes": size}
 
     def clear(self) -> int:
         """Remove every entry; returns the bytes freed."""

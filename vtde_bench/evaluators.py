@@ -70,7 +70,7 @@ def _images(model: Embedder, data: TaskData, options: EmbedOptions, progress: Pr
 
 
 def _texts(model: Embedder, texts: list[str], options: EmbedOptions, progress: Progress, description: str) -> torch.Tensor:
-    return embed_texts(model, texts, batch_size=max(options.batch_size, 64), cache=_text_cache(model, texts, options),
+    return embed_texts(model, texts, batch_size=max(options.batch_size, 256), cache=_text_cache(model, texts, options),
                        chunk_rows=4 * options.chunk_rows, progress=progress, description=description)
 
 

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from vtde_bench import preprocess
+from vtde_bench.data import decode_image, decode_image_array
 from vtde_bench.errors import RunFailure, UserError
 
 # SigLIP was trained on texts padded to the full length; its text tower pools the
@@ -48,7 +49,10 @@ class Embedder(Protocol):
 
     def cache_key(self, kind: str) -> dict[str, Any] | None: ...
 
-    def image_inputs(self, images: list[Image.Image]) -> dict[str, Any]: ...
+    def decode(self, data: bytes) -> Any:
+        """Image bytes → one item of what `image_inputs` takes (runs in the input workers)."""
+
+    def image_inputs(self, images: list[Any]) -> dict[str, Any]: ...
 
     def text_inputs(self, texts: list[str]) -> dict[str, Any]: ...
 
@@ -200,7 +204,11 @@ class HFDualEncoder:
 
     # -------------------------------------------------------------- preprocessing (CPU, picklable)
 
-    def image_inputs(self, images: list[Image.Image]) -> dict[str, Tensor]:
+    def decode(self, data: bytes) -> Image.Image | Tensor:
+        """PIL images for the checkpoint's processor; (H, W, 3) uint8 tensors, the same pixels, for the batched path."""
+        return decode_image(data) if self.batched_images is None else decode_image_array(data)
+
+    def image_inputs(self, images: list[Image.Image | Tensor]) -> dict[str, Tensor]:
         if self.batched_images is not None:
             return self.batched_images(images)
         return dict(self.image_processor(images=images, return_tensors="pt"))
@@ -297,6 +305,9 @@ class ProtocolEncoder:
         # class may compute different things.
         fingerprint = getattr(self.encoder, "fingerprint", None)
         return {"weights": fingerprint, "precision": self.precision} if fingerprint else None
+
+    def decode(self, data: bytes) -> Image.Image:
+        return decode_image(data)
 
     def image_inputs(self, images: list[Image.Image]) -> dict[str, Any]:
         return {"images": images}

@@ -59,18 +59,21 @@ class TensorImagePreprocessor:
         new_long = int(self.shortest_edge * long / short)
         return (new_long, self.shortest_edge) if width <= height else (self.shortest_edge, new_long)
 
-    def __call__(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
+    def __call__(self, images: list[Image.Image | torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Images as PIL images or (H, W, 3) uint8 tensors (`data.decode_image_array`), in any mix."""
         from torchvision.transforms.v2 import InterpolationMode
         from torchvision.transforms.v2 import functional as tvF
 
         mode = getattr(InterpolationMode, self.resample)
+        arrays = [image if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image.convert("RGB")))
+                  for image in images]
         out: list[torch.Tensor | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
-        for i, image in enumerate(images):
-            groups.setdefault((image.height, image.width), []).append(i)
+        for i, array in enumerate(arrays):
+            groups.setdefault((array.shape[0], array.shape[1]), []).append(i)
         for (height, width), members in groups.items():
-            # (B, H, W, C) uint8 viewed as channels-last (B, C, H, W): no per-image copies.
-            batch = torch.from_numpy(np.stack([np.asarray(images[i].convert("RGB")) for i in members])).permute(0, 3, 1, 2)
+            # (B, H, W, C) uint8 viewed as channels-last (B, C, H, W): one copy, and the fast resize kernel.
+            batch = torch.stack([arrays[i] for i in members]).permute(0, 3, 1, 2)
             batch = tvF.resize(batch, list(self.output_size(height, width)), interpolation=mode, antialias=True)
             if self.crop is not None:
                 batch = tvF.center_crop(batch, list(self.crop))

@@ -187,7 +187,7 @@ def evaluate(
     for task in specs:
         started = time.perf_counter()
         with progress.bar(f"Loading data for {task.name}", total=None):
-            data = load_task_data(task, data_dir=options.data_dir, limit=options.limit, progress=progress)
+            data = load_task_data(task, data_dir=options.data_dir, limit=options.limit, progress=progress, cache=cache)
         data_seconds = time.perf_counter() - started
         json_path = None
         if options.output_dir is not None:

@@ -25,6 +25,6 @@ def _cache(args: argparse.Namespace) -> int:
         report.out.print(f"cleared {cache.root} ({freed / 1e6:.1f} MB freed)", highlight=False)
     else:
         info = cache.info()
-        report.out.print(f"{info['root']}: {info['entries']} entries, {info['chunks']} chunks, {info['bytes'] / 1e6:.1f} MB",
-                         highlight=False)
+        report.out.print(f"{info['root']}: {info['entries']} entries, {info['chunks']} chunks, "
+                         f"image hashes of {info['image_hash_sets']} datasets, {info['bytes'] / 1e6:.1f} MB", highlight=False)
     return EXIT_OK
