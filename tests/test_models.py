@@ -308,3 +308,56 @@ def test_core_share_counts_waiting_and_computing():
                 seen.append(batch)
     assert seen == [0, 1, 2]
     assert share.waited >= 0.05 and share.computed < share.waited
+
+
+def _save_tiny_convnext_vtde(folder):
+    """A VisionTextDualEncoderModel with a convolutional (ConvNeXt) image tower."""
+    from transformers import (BertConfig, ConvNextConfig, ConvNextImageProcessor, VisionTextDualEncoderConfig,
+                              VisionTextDualEncoderModel, VisionTextDualEncoderProcessor)
+
+    torch.manual_seed(0)
+    tokenizer = helpers._bert_tokenizer(folder / "_tok")
+    vision = ConvNextConfig(num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], patch_size=4, image_size=32)
+    vision.hidden_size = vision.hidden_sizes[-1]  # the pooled width, which VisionTextDualEncoderModel reads from the config
+    text = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    config = VisionTextDualEncoderConfig.from_vision_text_configs(vision, text, projection_dim=16)
+    VisionTextDualEncoderModel(config=config).save_pretrained(folder)
+    processor = VisionTextDualEncoderProcessor(image_processor=ConvNextImageProcessor(size={"shortest_edge": 32}), tokenizer=tokenizer)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_channels_last_is_chosen_for_convolutional_towers_on_cuda_only(tiny_vtde, tmp_path):
+    from vtde_bench.models import wants_channels_last
+
+    conv = load_model(_save_tiny_convnext_vtde(tmp_path / "conv"), device="cpu")
+    vit = load_model(tiny_vtde, device="cpu")
+    assert wants_channels_last(conv.model, torch.device("cuda"))
+    assert not wants_channels_last(vit.model, torch.device("cuda"))  # one patch convolution
+    assert not wants_channels_last(conv.model, torch.device("cpu"))
+    assert not conv.channels_last and conv.cache_key("images")["channels_last"] is False
+
+
+def test_channels_last_gives_the_same_embeddings(tmp_path):
+    """The path CUDA takes for convolutional towers, run on the CPU: same numbers within float error."""
+    folder = _save_tiny_convnext_vtde(tmp_path / "conv")
+    plain = load_model(folder, device="cpu")
+    fast = load_model(folder, device="cpu")
+    fast.channels_last = True
+    fast.model.to(memory_format=torch.channels_last)
+    assert fast.cache_key("images") != plain.cache_key("images") and fast.cache_key("texts") == plain.cache_key("texts")
+    a, b = plain.encode_images(IMAGES), fast.encode_images(IMAGES)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(plain.encode_texts(TEXTS), fast.encode_texts(TEXTS))
+
+
+def test_texts_embedded_shortest_first_come_back_in_order(tiny_clip):
+    from vtde_bench.embed import embed_texts
+
+    encoder = load_model(tiny_clip, device="cpu")
+    texts = ["a big red dog near the small blue car in the tree", "cat", "the green house", "a", "dog on a car"] * 3
+    together = embed_texts(encoder, texts, batch_size=4, chunk_rows=8)
+    one_by_one = torch.cat([encoder.encode_texts([t]) for t in texts])
+    assert torch.allclose(together, one_by_one, atol=1e-5)
+    assert torch.allclose(together[:5], together[5:10], atol=1e-6)  # the same text, wherever it sits
+    assert not torch.allclose(together[0], together[1], atol=1e-3)  # and different texts differ

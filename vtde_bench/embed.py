@@ -288,15 +288,20 @@ def embed_texts(
     progress: Progress | None = None,
     description: str = "Embedding texts",
 ) -> Tensor:
-    """(len(texts), D) L2-normalised embeddings, in order. Tokenised in the main process: it is cheap."""
+    """(len(texts), D) L2-normalised embeddings, in order. Tokenised in the main process: it is cheap.
+
+    Within each chunk texts are embedded shortest first, so a batch pads to a similar length.
+    """
     progress = progress or NullProgress()
     shard = shard or Shard.current()
 
     def compute(ranges: list[tuple[int, int]]) -> Iterator[Chunk]:
         for start, stop in ranges:
-            parts = [model.embed_text_inputs(model.text_inputs(texts[s : min(s + batch_size, stop)]))
-                     for s in range(start, stop, batch_size)]
-            yield Chunk(start, stop, torch.cat(parts), list(range(start, stop)), [])
+            # Texts of similar length share a batch, so little of it is padding; rows go back in order after.
+            order = sorted(range(start, stop), key=lambda i: len(texts[i]))
+            parts = [model.embed_text_inputs(model.text_inputs([texts[i] for i in order[s : s + batch_size]]))
+                     for s in range(0, len(order), batch_size)]
+            yield Chunk(start, stop, torch.cat(parts)[torch.tensor(order).argsort()], list(range(start, stop)), [])
 
     chunks, cached = _run_chunks(
         len(texts), chunk_rows=chunk_rows, cache=cache, shard=shard, compute=compute, check=lambda c: None,

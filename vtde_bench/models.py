@@ -163,6 +163,9 @@ class HFDualEncoder:
         # The batched path is used only where it matches the checkpoint's processor on probe images.
         self.batched_images = preprocess.build(self.image_processor)
         self.info.extra["image_preprocessing"] = "batched" if self.batched_images is not None else "processor"
+        self.channels_last = wants_channels_last(self.model, self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.info.num_parameters = sum(p.numel() for p in model.parameters())
         self.info.weights_fingerprint = weights_fingerprint(model.state_dict())
         self.info.embedding_dim = self._probe_width()
@@ -200,6 +203,9 @@ class HFDualEncoder:
             "weights": self.info.weights_fingerprint,
             "preprocessing": hashlib.sha256(preprocessing.encode()).hexdigest(),
             "precision": self.precision,
+            # Kernels differ by device (and memory format), and so do the last bits of the embeddings.
+            "device": self.device.type,
+            "channels_last": kind == "images" and self.channels_last,
         }
 
     # -------------------------------------------------------------- preprocessing (CPU, picklable)
@@ -238,6 +244,8 @@ class HFDualEncoder:
 
     def _forward(self, fn: Any, inputs: dict[str, Tensor]) -> Tensor:
         inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+        if self.channels_last:
+            inputs = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in inputs.items()}
         autocast = self.precision in ("bf16", "fp16")
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
@@ -263,6 +271,18 @@ class HFDualEncoder:
 
     def encode_texts(self, texts: list[str]) -> Tensor:
         return self.embed_text_inputs(self.text_inputs(texts))
+
+
+def wants_channels_last(model: Any, device: torch.device) -> bool:
+    """Whether to run the model channels-last: for convolutional image towers on CUDA.
+
+    There cuDNN's channels-last kernels are the fast ones, under autocast especially;
+    a ViT's one patch convolution gains nothing, and on the CPU it is not worth a copy.
+    """
+    tower = getattr(model, "vision_model", None)
+    if device.type != "cuda" or not isinstance(tower, torch.nn.Module):
+        return False
+    return sum(isinstance(m, torch.nn.Conv2d) for m in tower.modules()) > 1
 
 
 def _check_dual_encoder(model: Any, path: str) -> None:

@@ -16,7 +16,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path, help="read task T from a local copy in DIR/T/")
     p.add_argument("--output-dir", type=Path, default=Path("results"), help="where results go (default: results/)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
-    p.add_argument("--workers", type=int, help="input-pipeline processes (default: cores - 1)")
+    p.add_argument("--workers", type=int, help="input-pipeline processes (default: one per core, at most 8; 0 decodes in the main process)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on CUDA, fp32 elsewhere")
     p.add_argument("--limit", type=int, help="evaluate only the first N rows (a quick check; flagged in results)")
