@@ -186,3 +186,19 @@ def test_debug_shows_traceback(tmp_path):
 def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "vtde_bench", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and "vtde-bench" in done.stdout
+
+
+def test_progress_notes_and_bars_print_brackets_as_text():
+    """A path or message with brackets (`[source]`, `data[1]`) is text to show, not rich markup to apply."""
+    import io as _io
+
+    from rich.console import Console
+
+    from vtde_bench.report import RichProgress
+
+    buffer = _io.StringIO()
+    progress = RichProgress(Console(file=buffer, force_terminal=False, width=200))
+    progress.note("t: skipped bad image 'a[source]/b.png' ([bold]not bold[/bold])")
+    with progress.bar("Loading data for t[1]", total=1) as bar:
+        bar.advance()
+    assert "'a[source]/b.png' ([bold]not bold[/bold])" in buffer.getvalue()

@@ -224,3 +224,12 @@ def test_ci_doc_and_readme_point_at_the_workflow():
     readme = (ROOT / "README.md").read_text()
     assert "## Use in CI" in readme and "docs/ci.md" in readme and "## Leaderboards" in readme
     assert readme.index("## Leaderboards") < readme.index("## Use in CI") < readme.index("## Python API")
+
+
+@pytest.mark.parametrize("option", ["--junit-xml", "--markdown"])
+def test_unwritable_report_file_names_its_option(option, synthetic, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    capsys.readouterr()
+    assert gate(synthetic / "worse", "--baseline", synthetic / "baseline", option, tmp_path / "a-file" / "report") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"choose another {option} path" in err

@@ -223,3 +223,13 @@ def test_table_to_a_file_is_plain_text(tmp_path):
     assert main(["leaderboard", str(tmp_path / "r"), "--no-published", "--output", str(out)]) == 0
     text = out.read_text()
     assert "vtde-bench leaderboard (%)" in text and "25.00" in text and "\x1b[" not in text
+
+
+def test_unwritable_output_file_names_the_option_to_change(tmp_path, capsys):
+    """Tests run as root, so a path under a regular file stands in for an unwritable one."""
+    write_result(tmp_path / "r", slug="m", task="t", metrics={"acc1": 0.25, "acc5": 0.5, "mean_per_class_recall": 0.25})
+    (tmp_path / "a-file").write_text("x")
+    capsys.readouterr()
+    assert main(["leaderboard", str(tmp_path / "r"), "--no-published", "--output", str(tmp_path / "a-file" / "board.md")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot write" in err and "choose another --output path" in err

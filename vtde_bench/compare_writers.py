@@ -74,11 +74,11 @@ def markdown(comparison: Comparison) -> str:
 
 def write_junit_xml(comparison: Comparison, path: str | Path) -> Path:
     data = junit_xml(comparison)
-    atomic_write(Path(path), lambda f: f.write(data))
+    atomic_write(Path(path), lambda f: f.write(data), where="--junit-xml path")
     return Path(path)
 
 
 def write_markdown(comparison: Comparison, path: str | Path) -> Path:
     data = markdown(comparison).encode("utf-8")
-    atomic_write(Path(path), lambda f: f.write(data))
+    atomic_write(Path(path), lambda f: f.write(data), where="--markdown path")
     return Path(path)

@@ -44,7 +44,7 @@ class RichProgress:
             )
             self._progress.start()
         self._depth += 1
-        task_id = self._progress.add_task(description, total=total)
+        task_id = self._progress.add_task(escape(description), total=total)  # paths and names are text, not markup
         try:
             yield _RichBar(self._progress, task_id)
         finally:
@@ -55,7 +55,7 @@ class RichProgress:
                 self._progress = None
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]•[/yellow] {message}", highlight=False, soft_wrap=True)
+        self.console.print(f"[yellow]•[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 SHORT_NAMES = {"mean_per_class_recall": "mean/class", "mean_recall@1": "mean R@1"}

@@ -48,6 +48,6 @@ def _leaderboard(args: argparse.Namespace) -> int:
         report.print_plain(text)
     else:
         data = text.encode("utf-8")
-        atomic_write(args.output, lambda f: f.write(data))
+        atomic_write(args.output, lambda f: f.write(data), where="--output path")
         report.print_written(args.output)
     return EXIT_OK
