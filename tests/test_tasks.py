@@ -548,3 +548,26 @@ def test_group_naming_a_missing_card_is_a_user_error(fake_registry):
     (fake_registry / "groups.toml").write_text('broken = ["alpha", "nope"]\n')
     with pytest.raises(UserError, match="group 'broken'"):
         load_tasks(["broken"])
+
+
+_CHECK_BAD_INPUT = (
+    "import sys\n"
+    "from vtde_bench.cli import main\n"
+    "code = main({argv!r})\n"
+    "print(code, [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules])\n"
+)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--model", "/no/such/folder", "--tasks", "demo"],
+    ["run", "--model", "tests", "--tasks", "demo"],  # a folder without config.json
+    ["run", "--model", "org/name", "--tasks", "demoo"],
+    ["run", "--model", "org/name", "--tasks", "demo", "--batch-size", "0"],
+], ids=["missing-folder", "no-config", "unknown-task", "bad-option"])
+def test_run_refuses_bad_input_before_loading_any_heavy_library(argv):
+    """A mistyped argument fails in a fraction of a second, not after torch and transformers load."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", _CHECK_BAD_INPUT.format(argv=argv)], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.strip().splitlines()[-1] == "2 []", done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "error:" in done.stderr

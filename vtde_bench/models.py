@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -21,11 +20,11 @@ from torch import Tensor
 from vtde_bench import preprocess
 from vtde_bench.data import decode_image, decode_image_array
 from vtde_bench.errors import RunFailure, UserError
+from vtde_bench.locate import local_model_folder
 
 # SigLIP was trained on texts padded to the full length; its text tower pools the
 # last position, so padding to the longest text in a batch changes the embeddings.
 _PAD_TO_MAX_LENGTH = {"siglip", "siglip2"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 @runtime_checkable
@@ -377,10 +376,6 @@ def as_dual_encoder(model: Any, *, processor: Any = None, device: str = "auto", 
     )
 
 
-def _is_local(path: str) -> bool:
-    return Path(path).exists() or not _HUB_ID.match(path) or path.startswith((".", "/", "~"))
-
-
 def load_model(
     path: str | Path,
     *,
@@ -398,17 +393,9 @@ def load_model(
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
     path = str(path)
-    local = _is_local(path)
-    if local:
-        folder = Path(path).expanduser()
-        if not folder.exists():
-            raise UserError(f"--model {path}: no such folder; give a save_pretrained folder or a hub id like org/name")
-        if not folder.is_dir():
-            raise UserError(f"--model {path} is a file; give the folder that holds config.json and the weights")
-        if not (folder / "config.json").is_file():
-            raise UserError(f"--model {path} has no config.json; give a folder written by save_pretrained")
-        if revision is not None:
-            raise UserError("--revision applies to hub ids only; a local folder has no revisions")
+    folder = local_model_folder(path, revision)
+    local = folder is not None
+    if folder is not None:
         path = str(folder)
         # ---- Flax-only folders: transformers 5 cannot load them, so vtde_bench.flax converts in memory.
         from vtde_bench import flax as flax_checkpoint

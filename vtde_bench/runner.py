@@ -117,6 +117,24 @@ def init_distributed() -> None:
         dist.init_process_group("gloo")
 
 
+def check_inputs(model: Any, tasks: Sequence[str | Task] | str, options: RunOptions) -> list[Task]:
+    """The checks that need no model and no data: options, task names and cards, a local model folder.
+
+    Cheap (no torch, transformers or datasets), so a mistyped argument fails in a fraction of a
+    second. Returns the task specs.
+
+    Raises:
+        UserError: what is wrong, and how to fix it.
+    """
+    from vtde_bench.locate import local_model_folder
+
+    _check_options(options)
+    specs = _resolve_tasks(tasks)
+    if isinstance(model, (str, Path)):
+        local_model_folder(str(model), options.revision)
+    return specs
+
+
 def _check_options(options: RunOptions) -> None:
     if options.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
@@ -154,19 +172,18 @@ def evaluate(
     Raises:
         UserError: bad input (exit code 2). RunFailure: a failure while running (3).
     """
+    options = _with_overrides(options or RunOptions(), overrides)
+    progress = progress or NullProgress()
+    specs = check_inputs(model, tasks, options)  # before the heavy imports below: bad input fails at once
+
     from vtde_bench import bootstrap
     from vtde_bench.cache import EmbeddingCache
-    from vtde_bench.embed import Shard
     from vtde_bench.data import load_task_data
-    from vtde_bench.embed import default_workers
+    from vtde_bench.embed import Shard, default_workers
     from vtde_bench.evaluators import EmbedOptions, evaluate_task
     from vtde_bench.models import as_dual_encoder, load_model
 
-    options = _with_overrides(options or RunOptions(), overrides)
-    progress = progress or NullProgress()
-    _check_options(options)
     init_distributed()
-    specs = _resolve_tasks(tasks)
     if isinstance(model, (str, Path)):
         started = time.perf_counter()
         with progress.bar(f"Loading model {model}", total=None):

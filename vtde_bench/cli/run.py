@@ -35,9 +35,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from vtde_bench import report
     from vtde_bench.progress import NullProgress
-    from vtde_bench.runner import RunOptions, evaluate
-
-    quiet_libraries()
+    from vtde_bench.runner import RunOptions, check_inputs, evaluate
 
     options = RunOptions(
         output_dir=args.output_dir, data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers,
@@ -45,6 +43,8 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, revision=args.revision, bootstrap=args.bootstrap,
         cache=not args.no_cache, cache_dir=args.cache_dir, chunk_rows=args.chunk_rows, trust_remote_code=args.trust_remote_code,
     )
+    check_inputs(args.model, args.tasks, options)  # before the libraries load: a typo fails at once
+    quiet_libraries()
     lead = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 shows anything
     results = evaluate(args.model, args.tasks, options=options, progress=report.RichProgress() if lead else NullProgress())
     if lead:

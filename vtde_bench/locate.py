@@ -1,0 +1,39 @@
+"""Where a `--model` argument points: a local checkpoint folder (checked) or a hub id.
+
+Light on purpose (no torch, no transformers), so that a mistyped path fails in
+a fraction of a second, before the heavy libraries load.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vtde_bench.errors import UserError
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def is_local(path: str) -> bool:
+    """A path that exists, or cannot be a hub id, or is spelled like a path (`./`, `/`, `~`)."""
+    return Path(path).exists() or not _HUB_ID.match(path) or path.startswith((".", "/", "~"))
+
+
+def local_model_folder(path: str, revision: str | None = None) -> Path | None:
+    """The checkpoint folder `path` names, checked; None for a hub id.
+
+    Raises:
+        UserError: a missing folder, a file, a folder without config.json, or --revision with a folder.
+    """
+    if not is_local(path):
+        return None
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise UserError(f"--model {path}: no such folder; give a save_pretrained folder or a hub id like org/name")
+    if not folder.is_dir():
+        raise UserError(f"--model {path} is a file; give the folder that holds config.json and the weights")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"--model {path} has no config.json; give a folder written by save_pretrained")
+    if revision is not None:
+        raise UserError("--revision applies to hub ids only; a local folder has no revisions")
+    return folder
