@@ -36,7 +36,7 @@ class RunOptions:
     revision: str | None = None
     trust_remote_code: bool = False
     bootstrap: int = 1000  # resamples for the 95% intervals; 0 turns them off
-    cache: bool = True  # read and write the embedding cache
+    cache: bool = True  # read and write the embedding cache (embeddings, and the image hashes behind data fingerprints)
     cache_dir: Path | None = None  # default: $VTDE_BENCH_CACHE or ~/.cache/vtde-bench/embeddings
     chunk_rows: int = 1024  # rows per unit of work: what is cached, resumed and shared out across ranks
 
