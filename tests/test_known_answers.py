@@ -104,3 +104,23 @@ def test_api_results_convert_to_dataframe(cards, tmp_path):
     assert set(frame["task"]) == {"colours", "captions"}
     assert frame[(frame["task"] == "colours") & frame["main"]]["metric"].tolist() == ["acc1"]
     assert len(results.paths) == 2 and all(p.is_file() for p in results.paths.values())
+
+
+def test_classes_sharing_a_name_keep_one_recall_each_and_compare_pairs_them(tmp_path, colour_rows, capsys):
+    """CLIP's ImageNet names repeat ('missile', 'sunglasses'): keyed by name alone, their recalls collided
+    and `compare --paired` indexed past the end of a 998-class array."""
+    from vtde_bench.cli import main
+    from vtde_bench.evaluators import class_keys
+
+    names = ("red", "green", "blue", "yellow", "black", "red")
+    assert class_keys(names) == ["red (0)", "green", "blue", "yellow", "black", "red (5)"]
+    helpers.write_parquet(tmp_path / "c", "test", colour_rows, kind="classification", classnames=COLOURS)
+    card = helpers.write_card(tmp_path / "twins.toml", name="twins", kind="classification",
+                              source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=names)
+    base = evaluate(ColourModel(), [str(card)], output_dir=tmp_path / "base", workers=0)["twins"]
+    evaluate(ColourModel(swap={"blue": "green"}), [str(card)], output_dir=tmp_path / "cand", workers=0)
+    assert len(base.per_class_recall) == len(names)
+    assert base.per_class_recall["green"] == 1.0 and base.per_class_recall["red (5)"] == 0.0  # white images, prompts say red
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "cand"), "--baseline", str(tmp_path / "base"), "--paired"]) == 1
+    assert "regressed" in capsys.readouterr().out.lower()

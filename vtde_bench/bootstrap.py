@@ -41,6 +41,8 @@ def _percentiles(stats: dict[str, np.ndarray]) -> dict[str, list[float]]:
 
 def classification_statistic(ranks: np.ndarray, labels: np.ndarray, num_classes: int) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """Per resample: acc1, acc5 (with 5+ classes) and mean per-class recall (over classes present in the resample)."""
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes})")
     top1 = (ranks <= 1).astype(np.float64)
     top5 = (ranks <= 5).astype(np.float64)
 

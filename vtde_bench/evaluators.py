@@ -5,6 +5,7 @@ Dispatched by the spec's type (`EVALUATORS[type(task)]`), never by a task's name
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import time
@@ -118,8 +119,18 @@ def evaluate_classification(
         bad_images=images.bad,
         timings={"embed_images_s": t1 - t0, "embed_texts_s": t2 - t1, "metrics_s": t3 - t2},
         extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
-        per_class_recall={name: (None if r != r else r) for name, r in zip(task.classnames, recalls)},
+        per_class_recall={name: (None if r != r else r) for name, r in zip(class_keys(task.classnames), recalls)},
     )
+
+
+def class_keys(classnames: tuple[str, ...]) -> list[str]:
+    """One distinct key per class: its name, or `name (index)` for a name several classes share.
+
+    CLIP's ImageNet names repeat two ('missile', 'sunglasses'); keyed by name alone, those
+    classes' recalls would overwrite each other.
+    """
+    seen = collections.Counter(classnames)
+    return [f"{name} ({i})" if seen[name] > 1 else name for i, name in enumerate(classnames)]
 
 
 def evaluate_retrieval(
