@@ -19,7 +19,7 @@ import pytest
 import helpers
 import vtde_bench.tasks as T
 from vtde_bench.errors import UserError
-from vtde_bench.tasks import ClassificationTask, RetrievalTask, load_card, load_tasks
+from vtde_bench.tasks import ClassificationTask, RetrievalTask, load_card, load_tasks, tasks_dir
 
 # ----------------------------------------------------------------------------- building cards
 
@@ -571,3 +571,13 @@ def test_run_refuses_bad_input_before_loading_any_heavy_library(argv):
                           timeout=60, env=env, cwd=Path(__file__).resolve().parent.parent)
     assert done.stdout.strip().splitlines()[-1] == "2 []", done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "error:" in done.stderr
+
+
+def test_a_task_named_twice_runs_once_and_specs_pass_through():
+    from vtde_bench.runner import _resolve_tasks
+
+    names = [t.name for t in _resolve_tasks(["demo", "shapes-classification"])]
+    assert names == ["shapes-classification", "shapes-retrieval"]
+    (spec,) = load_tasks("shapes-classification")
+    card = tasks_dir() / "shapes-retrieval.toml"
+    assert [t.name for t in _resolve_tasks([spec, card, "shapes-classification"])] == ["shapes-classification", "shapes-retrieval"]

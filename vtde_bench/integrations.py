@@ -23,8 +23,8 @@ from transformers import TrainerCallback
 from vtde_bench import runner
 from vtde_bench.errors import UserError
 from vtde_bench.models import HFDualEncoder, ModelInfo, accepted_inputs, weights_fingerprint
-from vtde_bench.runner import Results, RunOptions
-from vtde_bench.tasks import Task, load_tasks
+from vtde_bench.runner import Results, RunOptions, check_inputs
+from vtde_bench.tasks import Task
 
 ROW_KEYS = "vtde_row_keys"  # added to a locked tower's preprocessed inputs; no model takes an argument of this name
 _TOWERS = {"images": ("vision_model", "visual_projection", "get_image_features"),
@@ -206,12 +206,11 @@ class ZeroShotEvalCallback(TrainerCallback):
     ):
         if every_n_steps is not None and every_n_steps < 1:
             raise UserError("every_n_steps must be at least 1, or None to evaluate only with on_evaluate=True")
-        # Resolved now, so that a misspelt task fails before training starts, not at step N.
-        self.specs = [spec for item in ([tasks] if isinstance(tasks, str) else tasks)
-                      for spec in (load_tasks([item]) if isinstance(item, str) else [item])]
+        self.options = options or RunOptions(output_dir=None, cache=False, bootstrap=0)
+        # Checked now, so that a misspelt task or a bad option fails before training starts, not at step N.
+        self.specs = check_inputs(None, tasks, self.options)
         self.processor = processor
         self.every_n_steps = every_n_steps
-        self.options = options or RunOptions(output_dir=None, cache=False, bootstrap=0)
         self.on_evaluate_too = on_evaluate
         self.all_metrics = all_metrics
         self.trainer = trainer

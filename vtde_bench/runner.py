@@ -285,11 +285,6 @@ def _with_overrides(options: RunOptions, overrides: dict[str, Any]) -> RunOption
 
 
 def _resolve_tasks(tasks: Sequence[str | Task] | str) -> list[Task]:
-    if isinstance(tasks, str):
-        tasks = [tasks]
-    if not tasks:
+    if isinstance(tasks, (list, tuple)) and not tasks:
         raise UserError("no tasks given; name registry tasks or card files (see 'vtde-bench tasks')")
-    specs: list[Task] = []
-    for item in tasks:
-        specs.extend(load_tasks([item]) if isinstance(item, str) else [item])
-    return specs
+    return load_tasks(tasks)

@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -320,18 +320,24 @@ def groups() -> dict[str, tuple[str, ...]]:
     return out
 
 
-def load_tasks(names: list[str | Path] | tuple[str | Path, ...] | str | Path) -> list[Task]:
-    """Resolve registry names, group names and card paths into validated task specs.
+def load_tasks(names: "Sequence[str | Path | Task] | str | Path | Task") -> list[Task]:
+    """Resolve registry names, group names and card paths into validated task specs (specs pass through).
+
+    A task named twice (directly or through a group) is kept once, in first position.
 
     Raises:
-        UserError: an unknown name (with a did-you-mean), or a bad card.
+        UserError: an unknown name (with a did-you-mean), a bad card, or two different cards with one name.
     """
-    if isinstance(names, (str, Path)):
+    if isinstance(names, (str, Path, ClassificationTask, RetrievalTask)):
         names = [names]
     cards = registry()
     known_groups = groups()
     tasks: list[Task] = []
-    for name in map(str, names):  # a pathlib.Path card is accepted, as in load_card
+    for item in names:
+        if isinstance(item, (ClassificationTask, RetrievalTask)):
+            tasks.append(item)
+            continue
+        name = str(item)  # a pathlib.Path card is accepted, as in load_card
         if name.endswith(".toml") or Path(name).is_file():
             tasks.append(load_card(name))
         elif name in cards:

@@ -43,10 +43,10 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, revision=args.revision, bootstrap=args.bootstrap,
         cache=not args.no_cache, cache_dir=args.cache_dir, chunk_rows=args.chunk_rows, trust_remote_code=args.trust_remote_code,
     )
-    check_inputs(args.model, args.tasks, options)  # before the libraries load: a typo fails at once
+    specs = check_inputs(args.model, args.tasks, options)  # before the libraries load: a typo fails at once
     quiet_libraries()
     lead = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 shows anything
-    results = evaluate(args.model, args.tasks, options=options, progress=report.RichProgress() if lead else NullProgress())
+    results = evaluate(args.model, specs, options=options, progress=report.RichProgress() if lead else NullProgress())
     if lead:
         report.print_results(results, where=results.paths)
     return EXIT_OK
