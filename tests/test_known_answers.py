@@ -124,3 +124,11 @@ def test_classes_sharing_a_name_keep_one_recall_each_and_compare_pairs_them(tmp_
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "cand"), "--baseline", str(tmp_path / "base"), "--paired"]) == 1
     assert "regressed" in capsys.readouterr().out.lower()
+
+
+def test_two_instances_of_a_model_class_without_fingerprint_are_never_mistaken_for_each_other(cards, tmp_path):
+    """Nothing identifies such an object, so its results are never reused for another instance."""
+    first = evaluate(ColourModel(), [cards[0]], options=options(tmp_path))
+    second = evaluate(ColourModel(swap={"red": "green"}), [cards[0]], options=options(tmp_path))
+    assert second.skipped == [] and second["colours"].metrics["acc1"] < first["colours"].metrics["acc1"] == 1.0
+    assert first["colours"].model["weights_fingerprint"] is None

@@ -300,16 +300,15 @@ class ProtocolEncoder:
     outputs are checked, cast to float32 and L2-normalised here.
     """
 
-    def __init__(self, encoder: Any, *, name: str | None = None):
+    def __init__(self, encoder: Any):
         self.encoder = encoder
         self.device = torch.device("cpu")
         self.precision = "fp32"
-        self.info = ModelInfo(path=name or getattr(encoder, "name", type(encoder).__name__), model_type="custom")
+        self.info = ModelInfo(path=getattr(encoder, "name", type(encoder).__name__), model_type="custom")
         state = encoder.state_dict() if callable(getattr(encoder, "state_dict", None)) else None
-        self.info.weights_fingerprint = (
-            weights_fingerprint(state) if state else getattr(encoder, "fingerprint", None)
-            or hashlib.sha256(f"{type(encoder).__module__}.{type(encoder).__qualname__}".encode()).hexdigest()
-        )
+        # Without weights or a `fingerprint` of its own, nothing tells two instances apart: None, so
+        # that neither results nor cached embeddings of one are ever reused for another.
+        self.info.weights_fingerprint = weights_fingerprint(state) if state else getattr(encoder, "fingerprint", None)
         self.info.embedding_dim = self._probe_width()
 
     def _probe_width(self) -> int:
@@ -320,8 +319,8 @@ class ProtocolEncoder:
         return image_width
 
     def cache_key(self, kind: str) -> dict[str, Any] | None:
-        # Only an object that names its own fingerprint can be cached: two instances of one
-        # class may compute different things.
+        # Only an object that names its own fingerprint can be cached: its weights alone do not
+        # pin what its own code does with them.
         fingerprint = getattr(self.encoder, "fingerprint", None)
         return {"weights": fingerprint, "precision": self.precision} if fingerprint else None
 

@@ -209,7 +209,9 @@ def evaluate(
         json_path = None
         if options.output_dir is not None:
             json_path = Path(options.output_dir) / model.info.slug / f"{task.name}.json"
-            existing = None if options.overwrite else find_existing(
+            # A model without a weights fingerprint cannot be recognised again: always evaluated.
+            reusable = not options.overwrite and model.info.weights_fingerprint is not None
+            existing = None if not reusable else find_existing(
                 json_path, weights=model.info.weights_fingerprint, dataset=data.fingerprint,
                 task_version=task.version, limit=options.limit,
             )
