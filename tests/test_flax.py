@@ -171,7 +171,7 @@ def test_hybrid_clip_without_tokenizer_files_is_an_error_not_an_all_unknown_toke
     """transformers 5 builds a tokenizer of special tokens only, silently, when a folder has no tokenizer files."""
     folder = tmp_path / "h"
     shutil.copytree(FIXTURES / "hybrid-clip", folder, ignore=shutil.ignore_patterns("tokenizer*", "vocab*", "special*"))
-    with pytest.raises(UserError, match="only its 5 special tokens; put the text encoder's tokenizer files"):
+    with pytest.raises(UserError, match="only its 5 special tokens .*put the text encoder's tokenizer files"):
         load_model(folder, device="cpu")
 
 

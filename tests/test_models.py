@@ -361,3 +361,19 @@ def test_texts_embedded_shortest_first_come_back_in_order(tiny_clip):
     assert torch.allclose(together, one_by_one, atol=1e-5)
     assert torch.allclose(together[:5], together[5:10], atol=1e-6)  # the same text, wherever it sits
     assert not torch.allclose(together[0], together[1], atol=1e-3)  # and different texts differ
+
+
+def test_a_loaded_model_with_a_vocabulary_less_tokenizer_is_refused_too(tiny_clip, tmp_path):
+    """The check load_model makes, made for a model and processor handed to the API as well."""
+    from transformers import AutoProcessor, CLIPModel, CLIPProcessor
+
+    image_processor = AutoProcessor.from_pretrained(tiny_clip).image_processor
+    image_processor.save_pretrained(tmp_path / "p")
+    (tmp_path / "p" / "config.json").write_text((tiny_clip / "config.json").read_text())
+    broken = AutoProcessor.from_pretrained(tmp_path / "p")  # transformers 5 fills in a special-tokens-only tokenizer
+    model = CLIPModel.from_pretrained(tiny_clip)
+    assert isinstance(broken, CLIPProcessor)
+    with pytest.raises(UserError, match="special tokens"):
+        as_dual_encoder(model, processor=broken)
+    with pytest.raises(UserError, match="without both an image processor and a tokenizer"):
+        as_dual_encoder(model, processor=image_processor)

@@ -296,12 +296,9 @@ def load_flax_processor(folder: str | Path) -> Any:
             processor = VisionTextDualEncoderProcessor(image_processor=image_processor, tokenizer=tokenizer)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{folder}: no image processor and tokenizer could be loaded ({_why(e)}); {_tokenizer_hint(raw)}") from None
-    if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
-        raise UserError(f"{folder}: the processor files give a {type(processor).__name__}, not an image processor with a tokenizer")
-    # Without tokenizer files, transformers 5 builds the tokenizer class named by the config with
-    # only its special tokens, and no error: every word would become the unknown token.
-    if len(processor.tokenizer) <= len(set(processor.tokenizer.all_special_ids)):
-        raise UserError(f"{folder}: the tokenizer holds only its {len(processor.tokenizer)} special tokens; {_tokenizer_hint(raw)}")
+    from vtde_bench.models import check_processor
+
+    check_processor(processor, str(folder), _tokenizer_hint(raw))
     return processor
 
 

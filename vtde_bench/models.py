@@ -148,11 +148,12 @@ class HFDualEncoder:
 
     def __init__(self, model: Any, processor: Any, *, info: ModelInfo, device: str = "auto", precision: str = "auto"):
         _check_dual_encoder(model, info.path)
+        check_processor(processor, info.path)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
-        self.image_processor = getattr(processor, "image_processor", processor)
-        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.image_processor = processor.image_processor
+        self.tokenizer = processor.tokenizer
         self.info = info
         self.max_batch: int | None = None  # set when CUDA ran out of memory: the largest batch that fits
         config = model.config
@@ -282,6 +283,20 @@ def wants_channels_last(model: Any, device: torch.device) -> bool:
     if device.type != "cuda" or not isinstance(tower, torch.nn.Module):
         return False
     return sum(isinstance(m, torch.nn.Conv2d) for m in tower.modules()) > 1
+
+
+def check_processor(processor: Any, where: str, fix: str = "save the processor, tokenizer included, with the model "
+                    "(processor.save_pretrained)") -> None:
+    """A processor with both an image processor and a tokenizer that has a vocabulary.
+
+    transformers 5 builds a tokenizer of special tokens only, silently, from a folder without
+    tokenizer files: every word would become the unknown token and every metric sit at chance.
+    """
+    if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
+        raise UserError(f"{where}: the processor is a {type(processor).__name__}, without both an image processor "
+                        f"and a tokenizer; give a dual-encoder processor (e.g. VisionTextDualEncoderProcessor)")
+    if len(processor.tokenizer) <= len(set(processor.tokenizer.all_special_ids)):
+        raise UserError(f"{where}: the tokenizer holds only its {len(processor.tokenizer)} special tokens (no vocabulary files); {fix}")
 
 
 def _check_dual_encoder(model: Any, path: str) -> None:
@@ -434,18 +449,6 @@ def load_model(
         raise UserError(
             f"{path}: no image processor and tokenizer could be loaded ({_first_line(e)}); save the processor with the model"
         ) from None
-    if not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
-        raise UserError(
-            f"{path}: the processor is a {type(processor).__name__}, without both an image processor and a tokenizer; "
-            "save a dual-encoder processor (e.g. VisionTextDualEncoderProcessor) in the folder"
-        )
-    # transformers 5 builds a tokenizer of special tokens only, silently, from a folder without
-    # tokenizer files: every word would become the unknown token and every metric sit at chance.
-    if len(processor.tokenizer) <= len(set(processor.tokenizer.all_special_ids)):
-        raise UserError(
-            f"{path}: the tokenizer holds only its {len(processor.tokenizer)} special tokens (no vocabulary files); "
-            "save the tokenizer with the model (processor.save_pretrained)"
-        )
     info = ModelInfo(
         path=path,
         revision=revision,
