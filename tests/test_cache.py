@@ -51,6 +51,16 @@ def test_rerun_reads_the_cache_and_says_so(tiny_vtde, card, tmp_path, capsys):
     assert result(tmp_path / "c")["metrics"] == first["metrics"]
 
 
+def test_another_batch_size_reads_the_same_chunks(tiny_vtde, card, tmp_path, capsys):
+    """Chunks are rows, not batches: a rerun with --batch-size 3 (which does not divide --chunk-rows 8) reuses them."""
+    assert run(tiny_vtde, card, tmp_path / "a", tmp_path / "cache") == 0
+    capsys.readouterr()
+    assert run(tiny_vtde, card, tmp_path / "b", tmp_path / "cache", "--batch-size", "3") == 0
+    assert "3 of 3 chunks of image embeddings read from the cache" in capsys.readouterr().err
+    assert run(tiny_vtde, card, tmp_path / "c", tmp_path / "fresh", "--batch-size", "3") == 0
+    assert result(tmp_path / "c")["metrics"] == result(tmp_path / "a")["metrics"]
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "checksum"])
 def test_damaged_chunks_are_recomputed_never_trusted(tiny_vtde, card, tmp_path, damage):
     assert run(tiny_vtde, card, tmp_path / "a", tmp_path / "cache") == 0

@@ -925,3 +925,13 @@ def test_imagefolder_hashes_are_never_cached(tmp_path, class_rows):
     task = local_task(tmp_path / "if", folder, "classification", len(class_rows))
     load_task_data(task, cache=cache)
     assert cache.info()["image_hash_sets"] == 0
+
+
+def test_imagefolder_class_numbers_outside_the_card_are_a_user_error_at_load(tmp_path, class_rows):
+    """Numbered class folders (ImageNet-V2 style) get the same range check as every other layout's labels."""
+    folder = tmp_path / "if" / "t"
+    write_layout("imagefolder", folder, class_rows, "classification", classnames=[str(i) for i in range(len(CLASSES))])
+    task = local_task(tmp_path / "if", folder, "classification", len(class_rows), classnames=CLASSES[:4])
+    with pytest.raises(UserError) as excinfo:
+        load_task_data(task)
+    assert_one_line_user_error(excinfo, "outside the card's 4 classes")

@@ -519,7 +519,7 @@ _CHECK_HEAVY = (
 )
 
 
-@pytest.mark.parametrize("argv", [["tasks"], ["--help"], ["run", "--help"], ["tasks", "--help"]])
+@pytest.mark.parametrize("argv", [["tasks"], ["--help"], ["run", "--help"], ["tasks", "--help"], ["cache", "info", "--cache-dir", "no-such-cache"]])
 def test_listing_and_help_import_no_heavy_library(argv):
     """`vtde-bench tasks` and `--help` must stay instant: none of torch/transformers/datasets imported."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

@@ -19,11 +19,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vtde_bench.results import atomic_write
+
+if TYPE_CHECKING:
+    import torch
 
 ENV = "VTDE_BENCH_CACHE"
 
@@ -58,6 +59,8 @@ class CacheEntry:
         return f"chunk-{start:010d}-{stop:010d}"
 
     def write(self, chunk: Chunk) -> None:
+        import torch  # here, so that `vtde-bench cache info|clear` need not load it
+
         buffer = io.BytesIO()
         torch.save({"embeddings": chunk.embeddings.contiguous(), "indices": torch.tensor(chunk.indices, dtype=torch.long),
                     "bad": [list(b) for b in chunk.bad]}, buffer)
@@ -67,6 +70,8 @@ class CacheEntry:
         """The chunk for rows [start, stop) if it is complete and intact; a damaged one is removed."""
 
         def parse(data: bytes) -> Chunk:
+            import torch
+
             payload = torch.load(io.BytesIO(data), weights_only=True)
             chunk = Chunk(start, stop, payload["embeddings"].float(), payload["indices"].tolist(),
                           [(int(i), str(m)) for i, m in payload["bad"]])

@@ -221,7 +221,7 @@ def detect_layouts(folder: Path) -> list[str]:
 def _local_layout(folder: Path, forced: str = "auto") -> str:
     if not folder.is_dir():
         raise UserError(f"data folder {folder} does not exist; check the path (or run 'vtde-bench download')")
-    if forced not in ("auto", ""):
+    if forced != "auto":
         return forced
     layouts = detect_layouts(folder)
     if len(layouts) != 1:
@@ -512,7 +512,7 @@ def load_task_data(
             raise UserError("--limit must be a positive number of rows")
         dataset = dataset.select(range(min(limit, len(dataset))))
 
-    columns = _columns_for(task, "webdataset" if layout == "webdataset" else layout, dataset)
+    columns = _columns_for(task, layout, dataset)
     _check_columns(task, dataset, columns, where)
     if isinstance(dataset.features.get(columns.image), datasets.Image):
         dataset = dataset.cast_column(columns.image, datasets.Image(decode=False))
@@ -521,7 +521,7 @@ def load_task_data(
     data = TaskData(dataset=dataset, image_column=columns.image, keys=keys, layout=layout, location=where)
     if isinstance(task, ClassificationTask):
         if layout == "imagefolder":
-            data.labels = _imagefolder_labels(task, dataset)
+            data.labels = _labels(task, _imagefolder_labels(task, dataset), keys)  # folder numbers get the range check too
         else:
             data.labels = _labels(task, _column(dataset, columns.target), keys)
         targets: list[Any] = data.labels

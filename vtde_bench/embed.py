@@ -215,7 +215,6 @@ def embed_images(
     progress = progress or NullProgress()
     shard = shard or Shard.current()
     workers = default_workers() if workers is None else workers
-    chunk_rows = max(batch_size, chunk_rows // batch_size * batch_size)  # whole batches per chunk
 
     def check(chunk: Chunk) -> None:
         if chunk.bad and not skip_bad_images:

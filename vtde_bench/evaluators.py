@@ -49,15 +49,15 @@ class EmbedOptions:
 
 
 def _image_cache(model: Embedder, data: TaskData, options: EmbedOptions) -> CacheEntry | None:
-    key = model.cache_key("images")
-    if options.cache is None or key is None:
+    key = model.cache_key("images") if options.cache is not None else None  # a key serialises the processor: skip it when off
+    if key is None:
         return None
     return options.cache.entry({"kind": "images", **key, "rows": data.order_fingerprint})
 
 
 def _text_cache(model: Embedder, texts: list[str], options: EmbedOptions) -> CacheEntry | None:
-    key = model.cache_key("texts")
-    if options.cache is None or key is None:
+    key = model.cache_key("texts") if options.cache is not None else None  # a key serialises the whole tokenizer
+    if key is None:
         return None
     digest = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
     return options.cache.entry({"kind": "texts", **key, "texts": digest})
