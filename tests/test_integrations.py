@@ -221,3 +221,29 @@ def test_bad_arguments_fail_before_training(cards):
         ZeroShotEvalCallback(cards, every_n_steps=0)
     with pytest.raises(UserError, match="unknown task"):
         ZeroShotEvalCallback(["no-such-task"])
+
+
+def test_locked_tower_halves_its_batch_on_out_of_memory(tiny_vtde):
+    """The frozen tower is the expensive forward, run while training holds the GPU: it gets the same OOM halving."""
+    from transformers import AutoProcessor, VisionTextDualEncoderModel
+
+    from vtde_bench.integrations import TrainingEncoder
+
+    model = VisionTextDualEncoderModel.from_pretrained(tiny_vtde)
+    for p in model.vision_model.parameters():
+        p.requires_grad_(False)
+    encoder = TrainingEncoder(model, AutoProcessor.from_pretrained(tiny_vtde))
+    assert "images" in encoder._locked
+    images = [helpers.colour_image(c, seed=i) for i, c in enumerate(["red", "blue", "green", "white"] * 2)]
+    reference = encoder.encode_images(images)
+    encoder._locked["images"].outputs.clear()
+    original = model.vision_model.forward
+
+    def limited(pixel_values=None, **kwargs):
+        if pixel_values.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(pixel_values=pixel_values, **kwargs)
+
+    model.vision_model.forward = limited
+    torch.testing.assert_close(encoder.encode_images(images), reference)
+    assert encoder.max_batch == 2

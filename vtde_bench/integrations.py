@@ -157,14 +157,8 @@ class TrainingEncoder(HFDualEncoder):
         return self._run(tower.project, {"pooled": pooled})
 
     def _tower_forward(self, tower: torch.nn.Module, inputs: dict[str, Tensor]) -> Tensor:
-        """(B, H) tower outputs before the projection, on the CPU, in the compute precision."""
-        inputs = {k: v.to(self.device) for k, v in accepted_inputs(tower.forward, inputs).items()}
-        autocast = self.precision in ("bf16", "fp16")
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
-            pooled = _pooled(tower(**inputs))
-        assert pooled is not None, "checked on the probe in _lock"
-        return pooled.cpu()
+        """(B, H) tower outputs before the projection, on the CPU, in the compute precision (OOM halving included)."""
+        return self._run(tower, inputs, raw=True)
 
 
 def _pooled(output: Any) -> Tensor | None:

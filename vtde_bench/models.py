@@ -120,8 +120,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def accepted_inputs(fn: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Keep the processor outputs that the feature method names as parameters."""
-    names = {p.name for p in inspect.signature(fn).parameters.values() if p.kind != p.VAR_KEYWORD}
+    """Keep the processor outputs that the feature method (or a module's forward) names as parameters."""
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn  # a module is called whole, so its hooks run
+    names = {p.name for p in inspect.signature(target).parameters.values() if p.kind != p.VAR_KEYWORD}
     return {k: v for k, v in inputs.items() if k in names}
 
 
@@ -227,22 +228,25 @@ class HFDualEncoder:
 
     # -------------------------------------------------------------- model (device)
 
-    def _run(self, fn: Any, inputs: dict[str, Tensor]) -> Tensor:
-        """Forward in sub-batches of at most `max_batch` rows; on CUDA out-of-memory, halve it and retry."""
+    def _run(self, fn: Any, inputs: dict[str, Tensor], *, raw: bool = False) -> Tensor:
+        """Forward in sub-batches of at most `max_batch` rows; on CUDA out-of-memory, halve it and retry.
+
+        Returns L2-normalised float32 embeddings, or with `raw` the output's pooled tensor as computed.
+        """
         inputs = accepted_inputs(fn, inputs)
         rows = next(iter(inputs.values())).shape[0]
         limit = self.max_batch or rows
         try:
-            parts = [self._forward(fn, {k: v[i : i + limit] for k, v in inputs.items()}) for i in range(0, rows, limit)]
+            parts = [self._forward(fn, {k: v[i : i + limit] for k, v in inputs.items()}, raw) for i in range(0, rows, limit)]
         except torch.cuda.OutOfMemoryError:
             if limit == 1:
                 raise RunFailure("out of GPU memory with one input at a time; use --precision bf16 or a larger GPU") from None
             torch.cuda.empty_cache()
             self.max_batch = max(1, min(limit, rows) // 2)  # remembered: later batches start there
-            return self._run(fn, inputs)
+            return self._run(fn, inputs, raw=raw)
         return torch.cat(parts)
 
-    def _forward(self, fn: Any, inputs: dict[str, Tensor]) -> Tensor:
+    def _forward(self, fn: Any, inputs: dict[str, Tensor], raw: bool = False) -> Tensor:
         inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
         if self.channels_last:
             inputs = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in inputs.items()}
@@ -250,6 +254,8 @@ class HFDualEncoder:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
             emb = _features(fn(**inputs))
+        if raw:
+            return emb.cpu()
         # Normalise and compare in float32 whatever the compute precision.
         emb = emb.float()
         if not torch.isfinite(emb).all():
