@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from transformers import (
 )
 
 from vtde_bench.errors import UserError
+from vtde_bench.models import save_pretrained_atomically
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.tasks import tasks_dir
 
@@ -108,33 +107,10 @@ def build_demo_model(*, seed: int = 0) -> tuple[VisionTextDualEncoderModel, Visi
     return model, VisionTextDualEncoderProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
-def _save_atomically(
-    model: VisionTextDualEncoderModel, processor: VisionTextDualEncoderProcessor, out_dir: Path
-) -> Path:
-    """Save into a sibling temp folder, then swap it in, so `out_dir` is never left half written."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
-    try:
-        model.save_pretrained(staging)
-        processor.save_pretrained(staging)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "model")
-            os.replace(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
-
-
 def save_untrained_demo_model(out_dir: Path, *, seed: int = 0) -> Path:
     """Save the untrained demo model: the near-chance baseline that the trained one is compared with."""
     model, processor = build_demo_model(seed=seed)
-    return _save_atomically(model, processor, out_dir)
+    return save_pretrained_atomically(model, processor, out_dir)
 
 
 def _load_training_data(
@@ -202,4 +178,4 @@ def train_demo_model(
                 model.logit_scale.clamp_(0, math.log(100))
             bar.advance()
     model.eval()
-    return _save_atomically(model, processor, out_dir)
+    return save_pretrained_atomically(model, processor, out_dir)

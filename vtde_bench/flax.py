@@ -26,9 +26,6 @@ conversion follows whichever transformers 5 release is installed.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -324,21 +321,10 @@ def convert(folder: str | Path, out: str | Path, *, overwrite: bool = False) -> 
         raise UserError(f"--to {out} is the source folder; give a new folder")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--to {out} exists; give a new folder or pass --overwrite")
+    from vtde_bench.models import save_pretrained_atomically
+
     model, processor = load_flax_model(folder), load_flax_processor(folder)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+        return save_pretrained_atomically(model, processor, out)
     except OSError as e:
         raise UserError(f"--to {out}: cannot write there ({e.strerror or e})") from None
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out

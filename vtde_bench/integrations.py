@@ -22,7 +22,7 @@ from transformers import TrainerCallback
 
 from vtde_bench import runner
 from vtde_bench.errors import UserError
-from vtde_bench.models import HFDualEncoder, ModelInfo, accepted_inputs, weights_fingerprint
+from vtde_bench.models import HFDualEncoder, ModelInfo, weights_fingerprint
 from vtde_bench.runner import Results, RunOptions, check_inputs
 from vtde_bench.tasks import Task
 
