@@ -132,3 +132,38 @@ def test_two_instances_of_a_model_class_without_fingerprint_are_never_mistaken_f
     second = evaluate(ColourModel(swap={"red": "green"}), [cards[0]], options=options(tmp_path))
     assert second.skipped == [] and second["colours"].metrics["acc1"] < first["colours"].metrics["acc1"] == 1.0
     assert first["colours"].model["weights_fingerprint"] is None
+
+
+def test_class_embeddings_average_normalised_prompt_embeddings_then_renormalise():
+    """CLIP's prompt ensembling, against a hand computation with prompt vectors of different lengths and directions."""
+    from vtde_bench.evaluators import EmbedOptions, class_embeddings
+    from vtde_bench.models import as_dual_encoder
+    from vtde_bench.progress import NullProgress
+
+    classnames = ("cat", "dog", "bird")
+    templates = ("a {c}.", "two {c}s {not a field}", "a big {c}!")
+    width = len(classnames) + len(templates)
+
+    def vector(text: str) -> np.ndarray:
+        v = np.zeros(width)
+        if not any(name in text for name in classnames):  # the adapter's probe text
+            return v + 1.0
+        c = next(j for j, name in enumerate(classnames) if name in text)
+        k = next(k for k, t in enumerate(templates) if t.replace("{c}", classnames[c]) == text)
+        v[c], v[len(classnames) + k] = k + 1.0, 1.0  # template k stretches the class axis by k + 1
+        return v
+
+    class Prompts:
+        def encode_images(self, images):
+            return torch.ones(len(images), width)
+
+        def encode_texts(self, texts):
+            return torch.tensor(np.stack([vector(t) for t in texts]), dtype=torch.float32)
+
+    got = class_embeddings(as_dual_encoder(Prompts()), classnames, templates, EmbedOptions(cache=None), NullProgress())
+    for c, name in enumerate(classnames):
+        prompts = [vector(t.replace("{c}", name)) for t in templates]
+        mean = np.mean([p / np.linalg.norm(p) for p in prompts], axis=0)
+        np.testing.assert_allclose(got[c].numpy(), mean / np.linalg.norm(mean), atol=1e-6)
+        raw = np.mean(prompts, axis=0)
+        assert not np.allclose(got[c].numpy(), raw / np.linalg.norm(raw), atol=1e-3)  # averaging raw vectors differs

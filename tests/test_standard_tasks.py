@@ -156,6 +156,12 @@ def test_card_runs_end_to_end_on_every_layout(name, tmp_path, tiny_vtde):
         outcomes[layout] = evaluate(str(tiny_vtde), [small], options=options)[name]
     first = outcomes[LAYOUTS[name][0]]
     assert first.dataset["num_images"] == len(rows)
+    # Facts of the fixture itself (the only check for a task with one layout; the loop below compares layouts).
+    if hasattr(task, "classnames"):
+        assert first.dataset["num_texts"] == len(task.classnames) * 2 and len(first.per_class_recall) == len(task.classnames)
+    else:
+        assert first.dataset["num_texts"] == sum(len(c) for _, c in rows)
+    assert set(first.metrics) == set(task.metrics)
     for layout, result in outcomes.items():
         assert result.dataset["fingerprint"] == first.dataset["fingerprint"], layout
         assert result.metrics == first.metrics, layout
