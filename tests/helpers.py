@@ -151,10 +151,15 @@ def save_tiny_siglip(folder: Path, *, seed: int = 0) -> Path:
 # ----------------------------------------------------------------------------- images and datasets
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    """The image's file bytes in Pillow format `fmt` (PNG, JPEG, WEBP, TIFF, ...)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    return encode(image, "PNG")
 
 
 def colour_image(colour: str, *, seed: int, size: int = 32) -> Image.Image:
@@ -258,6 +263,18 @@ def write_card(path: Path, *, name: str, kind: str, source: dict, classnames: Se
         lines += ["", "[prompts]", f'classnames = "{name}_classnames.txt"', f'templates = "{name}_templates.txt"']
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def colour_card(folder: Path, rows, *, name: str = "colours", classnames: Sequence[str] = tuple(COLOURS),
+                layout: str = "parquet", **source) -> Path:
+    """A classification card over `rows`, written beside it in `layout` (parquet or arrow)."""
+    data = folder / f"{name}-data"
+    if layout == "parquet":
+        write_parquet(data, "test", rows, kind="classification", classnames=classnames)
+    else:
+        write_arrow(data, "test", rows, kind="classification", classnames=classnames)
+    source = {"path": data.name, "split": "test", "num_samples": len(rows), **source}
+    return write_card(folder / f"{name}.toml", name=name, kind="classification", source=source, classnames=classnames)
 
 
 def write_colour_cards(root: Path, colour_rows, caption_rows, classnames: Sequence[str]) -> tuple[Path, Path]:

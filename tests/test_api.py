@@ -21,13 +21,7 @@ TASKS = ("colours", "captions")
 def cards(tmp_path_factory, colour_rows, caption_rows) -> list[str]:
     """A classification card over parquet and a retrieval card over webdataset shards."""
     root = tmp_path_factory.mktemp("api-cards")
-    helpers.write_parquet(root / "c", "test", colour_rows, kind="classification", classnames=COLOURS)
-    helpers.write_webdataset(root / "r", "test", caption_rows, kind="retrieval")
-    cls = helpers.write_card(root / "colours.toml", name="colours", kind="classification",
-                             source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
-    ret = helpers.write_card(root / "captions.toml", name="captions", kind="retrieval",
-                             source={"path": "r", "split": "test", "num_samples": len(caption_rows)})
-    return [str(cls), str(ret)]
+    return [str(card) for card in helpers.write_colour_cards(root, colour_rows, caption_rows, COLOURS)]
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,13 @@ import pytest
 import torch
 
 import helpers
-from conftest import COLOURS
 from vtde_bench.cache import Chunk, EmbeddingCache
 from vtde_bench.cli import main
 
 
 @pytest.fixture
 def card(tmp_path, colour_rows):
-    helpers.write_parquet(tmp_path / "data", "test", colour_rows, kind="classification", classnames=COLOURS)
-    return helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
-                              source={"path": "data", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
+    return helpers.colour_card(tmp_path, colour_rows)
 
 
 def run(model, card, out, cache, *extra):

@@ -20,11 +20,12 @@ import pytest
 from PIL import Image
 
 import helpers
+from conftest import COLOURS
 from vtde_bench.data import LAYOUTS, content_fingerprint, decode_image, detect_layouts, load_task_data
 from vtde_bench.errors import UserError
 from vtde_bench.tasks import Task, load_card
 
-CLASSES = ("red", "green", "blue", "yellow", "black", "white")
+CLASSES = COLOURS
 HUB_SOURCE = {"hub": "uoft-cs/cifar10", "revision": "0b2714987fa478483af9968de7c934580d0bb9a2"}
 
 
@@ -119,12 +120,6 @@ def sha(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def encode(image: Image.Image, fmt: str, **kw) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **kw)
-    return buffer.getvalue()
-
-
 def assert_one_line_user_error(excinfo, *fragments: str) -> str:
     message = str(excinfo.value)
     assert "\n" not in message, message
@@ -190,7 +185,7 @@ def test_webdataset_layout_is_the_clip_benchmark_one(tmp_path, class_rows):
 
 @pytest.mark.parametrize("fmt,ext", [("WEBP", "webp"), ("JPEG", "jpg"), ("PNG", "png")])
 def test_webdataset_image_formats(tmp_path, fmt, ext):
-    rows = [(encode(helpers.colour_image(CLASSES[i % 6], seed=i), fmt), i % 6) for i in range(9)]
+    rows = [(helpers.encode(helpers.colour_image(CLASSES[i % 6], seed=i), fmt), i % 6) for i in range(9)]
     folder = tmp_path / ext / "t"
     helpers.write_webdataset(folder, "test", rows, kind="classification", classnames=CLASSES, ext=ext)
     data = load_task_data(local_task(tmp_path, folder, "classification", len(rows)))
@@ -269,7 +264,7 @@ def test_same_retrieval_data_same_fingerprint_in_every_layout(tmp_path, text_row
 
 
 def test_same_webp_data_same_fingerprint_in_webdataset_and_parquet(tmp_path):
-    rows = [(encode(helpers.colour_image(CLASSES[i % 6], seed=i), "WEBP"), i % 6) for i in range(8)]
+    rows = [(helpers.encode(helpers.colour_image(CLASSES[i % 6], seed=i), "WEBP"), i % 6) for i in range(8)]
     wds = load_layout(tmp_path, "webdataset", rows, "classification", ext="webp")
     parquet = load_layout(tmp_path, "parquet", rows, "classification")
     assert wds.fingerprint == parquet.fingerprint
@@ -749,7 +744,7 @@ def test_imagefolder_other_folder_names_need_one_folder_per_class(tmp_path, clas
                                       ("LA", "PNG"), ("1", "PNG"), ("RGB", "WEBP"), ("RGB", "JPEG")])
 def test_decode_image_gives_rgb(mode, fmt):
     source = helpers.colour_image("green", seed=3).convert(mode)
-    image = decode_image(encode(source, fmt))
+    image = decode_image(helpers.encode(source, fmt))
     assert image.mode == "RGB" and image.size == (32, 32)
     if mode in ("RGB", "RGBA", "P", "CMYK"):
         assert np.abs(np.asarray(image, dtype=int).mean(axis=(0, 1)) - helpers.COLOURS["green"]).max() < 30
@@ -762,10 +757,10 @@ def test_decode_16_bit_grayscale_matches_its_8_bit_twin():
     array[0, :] = np.arange(32, dtype=np.uint16) * 2048  # a ramp, including dark values
     wide = Image.fromarray(array)
     assert wide.mode == "I;16"
-    blob = encode(wide, "PNG")
+    blob = helpers.encode(wide, "PNG")
     assert Image.open(io.BytesIO(blob)).mode.startswith("I")
     decoded = np.asarray(decode_image(blob), dtype=int)
-    twin = np.asarray(decode_image(encode(Image.fromarray((array >> 8).astype(np.uint8)), "PNG")), dtype=int)
+    twin = np.asarray(decode_image(helpers.encode(Image.fromarray((array >> 8).astype(np.uint8)), "PNG")), dtype=int)
     assert decoded.shape == twin.shape == (32, 32, 3)
     assert np.abs(decoded - twin).max() <= 1
     assert abs(decoded.mean() - twin.mean()) < 1 and decoded.mean() < 200  # not nearly white
@@ -811,7 +806,7 @@ def test_decode_image_array_has_pillows_pixels_for_jpegs(name):
     from vtde_bench.data import decode_image_array
 
     mode, options = JPEGS[name]
-    blob = encode(_photo(mode, size=(75 + len(name), 53)), "JPEG", **options)
+    blob = helpers.encode(_photo(mode, size=(75 + len(name), 53)), "JPEG", **options)
     array = decode_image_array(blob)
     assert array.dtype.is_floating_point is False and array.shape == (53, 75 + len(name), 3)
     assert np.array_equal(array.numpy(), np.asarray(decode_image(blob)))
@@ -821,21 +816,21 @@ def test_decode_image_array_has_pillows_pixels_for_jpegs(name):
 def test_decode_image_array_has_pillows_pixels_for_other_formats(fmt):
     from vtde_bench.data import decode_image_array
 
-    blob = encode(_photo("RGBA" if fmt == "PNG" else "RGB"), fmt)
+    blob = helpers.encode(_photo("RGBA" if fmt == "PNG" else "RGB"), fmt)
     assert np.array_equal(decode_image_array(blob).numpy(), np.asarray(decode_image(blob)))
 
 
 def test_decode_image_array_scales_16_bit_images_like_decode_image():
     from vtde_bench.data import decode_image_array
 
-    blob = encode(Image.fromarray(np.random.default_rng(1).integers(0, 65536, (16, 16), dtype=np.uint16)), "PNG")
+    blob = helpers.encode(Image.fromarray(np.random.default_rng(1).integers(0, 65536, (16, 16), dtype=np.uint16)), "PNG")
     assert np.array_equal(decode_image_array(blob).numpy(), np.asarray(decode_image(blob)))
 
 
 def test_decode_image_array_reports_a_truncated_jpeg_in_pillows_words():
     from vtde_bench.data import decode_image_array
 
-    blob = encode(_photo(), "JPEG")[:-40]
+    blob = helpers.encode(_photo(), "JPEG")[:-40]
     with pytest.raises(OSError, match="truncated"):
         decode_image(blob)
     with pytest.raises(OSError, match="truncated"):
@@ -892,7 +887,7 @@ def test_changed_images_are_hashed_again(tmp_path, class_rows):
     cache = EmbeddingCache(tmp_path / "cache")
     folder, task = _parquet_task(tmp_path, class_rows)
     before = load_task_data(task, cache=cache).fingerprint
-    changed = [(encode(_photo(), "PNG"), class_rows[0][1])] + list(class_rows[1:])
+    changed = [(helpers.encode(_photo(), "PNG"), class_rows[0][1])] + list(class_rows[1:])
     import shutil
 
     shutil.rmtree(folder)

@@ -28,13 +28,7 @@ OPTIONS = RunOptions(output_dir=None, cache=False, bootstrap=0, workers=0, batch
 
 @pytest.fixture
 def cards(tmp_path, colour_rows, caption_rows):
-    helpers.write_parquet(tmp_path / "c", "test", colour_rows, kind="classification", classnames=COLOURS)
-    helpers.write_webdataset(tmp_path / "r", "test", caption_rows, kind="retrieval")
-    cls = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
-                             source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
-    ret = helpers.write_card(tmp_path / "captions.toml", name="captions", kind="retrieval",
-                             source={"path": "r", "split": "test", "num_samples": len(caption_rows)})
-    return [str(cls), str(ret)]
+    return [str(card) for card in helpers.write_colour_cards(tmp_path, colour_rows, caption_rows, COLOURS)]
 
 
 @pytest.fixture
@@ -159,7 +153,7 @@ def test_modes_restored_exactly_even_on_error(lit, cards, tmp_path):
     zeroshot = ZeroShotEvalCallback(cards[:1], processor=processor, options=OPTIONS)
     zeroshot.evaluate(model)
     assert {name: m.training for name, m in model.named_modules()} == modes
-    (tmp_path / "c" / "test-00000-of-00001.parquet").unlink()  # the next evaluation fails while loading data
+    (tmp_path / "data" / "colours" / "test-00000-of-00001.parquet").unlink()  # the next evaluation fails while loading data
     with pytest.raises(UserError):
         zeroshot.evaluate(model)
     assert {name: m.training for name, m in model.named_modules()} == modes

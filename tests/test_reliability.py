@@ -62,17 +62,6 @@ def leftovers(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.tmp")) if folder.exists() else []
 
 
-def colour_card(folder: Path, rows, *, name: str = "colours", classnames=COLOURS, layout: str = "parquet", **source) -> Path:
-    """A classification card over `rows` written beside it in `layout`."""
-    data = folder / f"{name}-data"
-    if layout == "parquet":
-        helpers.write_parquet(data, "test", rows, kind="classification", classnames=classnames)
-    else:
-        helpers.write_arrow(data, "test", rows, kind="classification", classnames=classnames)
-    source = {"path": data.name, "split": "test", "num_samples": len(rows), **source}
-    return helpers.write_card(folder / f"{name}.toml", name=name, kind="classification", source=source, classnames=classnames)
-
-
 # ----------------------------------------------------------------------------- 1. bad input: exit 2, one line, nothing written
 
 
@@ -143,7 +132,7 @@ def _model_case(case: str, tmp: Path, request) -> Path:
 )
 def test_bad_model_exits_2_and_writes_nothing(case, message, request, tmp_path, colour_rows, capsys):
     """(A missing path is in test_cli.py.) Guards a bug: a checkpoint lacking a weight loaded with it randomly initialised."""
-    card = colour_card(tmp_path, colour_rows)
+    card = helpers.colour_card(tmp_path, colour_rows)
     model = _model_case(case, tmp_path, request)
     out = tmp_path / "results"
     fresh(capsys)
@@ -156,7 +145,7 @@ def _card_case(case: str, folder: Path, rows) -> list[str]:
     """Arguments naming a bad task (card), written under `folder`."""
     if case == "unknown-name":
         return ["cifar-10"]
-    card = colour_card(folder, rows)
+    card = helpers.colour_card(folder, rows)
     text = card.read_text()
     if case == "broken-toml":
         card.write_text(text.replace('version = 1', 'version = = 1'))
@@ -199,19 +188,19 @@ def _data_case(case: str, tmp: Path, rows, caption_rows) -> list[str]:
     import datasets
 
     if case == "classes-do-not-match-labels":  # the card names 3 classes, the data has labels up to 5
-        card = colour_card(tmp, rows)
+        card = helpers.colour_card(tmp, rows)
         (tmp / "colours_classnames.txt").write_text("\n".join(COLOURS[:3]) + "\n")
         return [str(card)]
     if case == "label-out-of-range":
         rows = list(rows)
         rows[4] = (rows[4][0], -1)  # ClassLabel's "no label"
-        return [str(colour_card(tmp, rows))]
+        return [str(helpers.colour_card(tmp, rows))]
     if case == "empty-dataset":
         helpers.write_parquet(tmp / "empty", "test", [], kind="classification", classnames=COLOURS)
         return [str(helpers.write_card(tmp / "e.toml", name="e", kind="classification",
                                        source={"path": "empty", "split": "test", "num_samples": 1}, classnames=COLOURS))]
     if case == "missing-split":
-        return [str(colour_card(tmp, rows, split="validation"))]
+        return [str(helpers.colour_card(tmp, rows, split="validation"))]
     if case == "caption-not-text":
         features = datasets.Features({"image": datasets.Image(), "caption": datasets.Value("int64")})
         (tmp / "caps").mkdir()
@@ -257,7 +246,7 @@ def test_bad_data_exits_2_and_writes_nothing(case, fragments, tiny_vtde, tmp_pat
 @pytest.mark.parametrize("option", ["--output-dir", "--cache-dir"])
 def test_folder_under_a_regular_file_exits_2(option, tiny_vtde, tmp_path, colour_rows, capsys):
     """Tests run as root, so permission bits prove nothing: a path under a regular file cannot be created by anyone."""
-    card = colour_card(tmp_path, colour_rows)
+    card = helpers.colour_card(tmp_path, colour_rows)
     (tmp_path / "a-file").write_text("x")
     folders = {"--output-dir": tmp_path / "results", "--cache-dir": tmp_path / "cache"}
     folders[option] = tmp_path / "a-file" / "sub"
@@ -292,7 +281,7 @@ def test_bad_image_is_reported_by_key_or_skipped_and_counted(case, reason, tiny_
     good = rows[3][0]
     blob = {"truncated": good[: len(good) // 2], "zero-byte": b"", "decompression-bomb": _png_header_only(30000, 30000)}[case]
     rows[3] = (blob, rows[3][1])
-    card = colour_card(tmp_path, rows)
+    card = helpers.colour_card(tmp_path, rows)
     out = tmp_path / "results"
     args = ("--model", str(tiny_vtde), "--tasks", str(card), "--output-dir", str(out), "--no-cache")
     fresh(capsys)
@@ -309,12 +298,6 @@ def test_bad_image_is_reported_by_key_or_skipped_and_counted(case, reason, tiny_
 
 
 # ----------------------------------------------------------------------------- 2. unusual but valid images
-
-
-def _encode(image: Image.Image, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 def test_unusual_image_modes_embed_like_their_rgb_pixels(tiny_vtde, tmp_path):
@@ -334,17 +317,17 @@ def test_unusual_image_modes_embed_like_their_rgb_pixels(tiny_vtde, tmp_path):
     assert wide.mode == "I;16"
     rgba = np.dstack([rgb, rng.integers(1, 256, size=(32, 32), dtype=np.uint8)])
     cases = {  # name: (stored bytes, the RGB pixels the image shows)
-        "rgb": (_encode(Image.fromarray(rgb)), rgb),
-        "cmyk": (_encode(Image.fromarray(rgb).convert("CMYK"), "TIFF"), rgb),  # lossless: RGB → CMYK → RGB is exact
-        "l": (_encode(Image.fromarray(gray)), np.repeat(gray[:, :, None], 3, axis=2)),
-        "rgba": (_encode(Image.fromarray(rgba, "RGBA")), rgb),  # alpha dropped, as the checkpoints' processors do
-        "p": (_encode(palette), np.array(palette.getpalette(), dtype=np.uint8).reshape(-1, 3)[np.asarray(palette)]),
-        "i16": (_encode(wide), np.repeat(gray[:, :, None], 3, axis=2)),
+        "rgb": (helpers.encode(Image.fromarray(rgb)), rgb),
+        "cmyk": (helpers.encode(Image.fromarray(rgb).convert("CMYK"), "TIFF"), rgb),  # lossless: RGB → CMYK → RGB is exact
+        "l": (helpers.encode(Image.fromarray(gray)), np.repeat(gray[:, :, None], 3, axis=2)),
+        "rgba": (helpers.encode(Image.fromarray(rgba, "RGBA")), rgb),  # alpha dropped, as the checkpoints' processors do
+        "p": (helpers.encode(palette), np.array(palette.getpalette(), dtype=np.uint8).reshape(-1, 3)[np.asarray(palette)]),
+        "i16": (helpers.encode(wide), np.repeat(gray[:, :, None], 3, axis=2)),
     }
     assert Image.open(io.BytesIO(cases["cmyk"][0])).mode == "CMYK" and Image.open(io.BytesIO(cases["p"][0])).mode == "P"
     assert Image.open(io.BytesIO(cases["i16"][0])).mode.startswith("I")
     rows = [(blob, i % len(COLOURS)) for i, (blob, _) in enumerate(cases.values())]
-    data = load_task_data(load_card(colour_card(tmp_path, rows)))
+    data = load_task_data(load_card(helpers.colour_card(tmp_path, rows)))
     model = load_model(tiny_vtde, device="cpu")
     got = embed_images(model, data, batch_size=4, workers=0)
     assert got.indices == list(range(len(cases))) and got.bad == []
@@ -388,7 +371,7 @@ RACER = textwrap.dedent("""
 
 
 def test_two_runs_at_once_both_finish_and_agree(tiny_vtde, tmp_path, colour_rows, capsys):
-    card = colour_card(tmp_path, colour_rows)
+    card = helpers.colour_card(tmp_path, colour_rows)
     out, cache, meeting = tmp_path / "results", tmp_path / "cache", tmp_path / "meeting"
     meeting.mkdir()
     args = ["run", "--model", str(tiny_vtde), "--tasks", str(card), "--output-dir", str(out), "--cache-dir", str(cache),
@@ -440,7 +423,7 @@ def _unmatched_main_score(text: str) -> str:
 @pytest.mark.parametrize("damage", [_truncate, _alter, _unmatched_main_score], ids=["truncated", "altered", "main-score"])
 def test_damaged_result_is_recomputed_by_run_and_reported_by_the_readers(damage, tiny_vtde, tmp_path, colour_rows, capsys):
     """Guards a bug: an altered result (valid JSON, wrong shape) crashed `run`, `leaderboard` and `compare` (exit 3)."""
-    card = colour_card(tmp_path, colour_rows)
+    card = helpers.colour_card(tmp_path, colour_rows)
     out = tmp_path / "results"
     args = ("--model", str(tiny_vtde), "--tasks", str(card), "--output-dir", str(out), "--cache-dir", str(tmp_path / "cache"))
     assert run(*args) == 0
@@ -485,8 +468,8 @@ def _limit_file_size() -> None:
 
 def test_disk_full_mid_write_exits_2_and_leaves_no_partial_files(tiny_vtde, tmp_path, colour_rows):
     """The real kernel error (EFBIG from RLIMIT_FSIZE), in the datasets cache, our result writer and our embedding cache."""
-    arrow_card = colour_card(tmp_path, colour_rows, name="arrowed", layout="arrow")  # read in place: no datasets cache write
-    parquet_card = colour_card(tmp_path, colour_rows, name="parqueted")  # `datasets` converts it into its arrow cache first
+    arrow_card = helpers.colour_card(tmp_path, colour_rows, name="arrowed", layout="arrow")  # read in place: no datasets cache write
+    parquet_card = helpers.colour_card(tmp_path, colour_rows, name="parqueted")  # `datasets` converts it into its arrow cache first
     common = ["run", "--model", str(tiny_vtde), "--workers", "0", "--bootstrap", "0"]
     scenarios = {
         "datasets-cache": [*common, "--tasks", str(parquet_card), "--output-dir", str(tmp_path / "out1"), "--no-cache"],
@@ -530,7 +513,7 @@ def test_disk_full_mid_write_exits_2_and_leaves_no_partial_files(tiny_vtde, tmp_
 def test_result_records_everything_needed_to_repeat_the_run(tiny_clip, tmp_path, colour_rows):
     """(Two fp32 runs giving identical metrics is test_cli.py::test_two_runs_give_identical_metrics.)
     Every option that shapes the numbers is in the JSON, and re-running from the JSON alone gives the same numbers."""
-    card = colour_card(tmp_path, colour_rows)
+    card = helpers.colour_card(tmp_path, colour_rows)
     first_out = tmp_path / "first"
     assert main(["run", "--model", str(tiny_clip), "--tasks", str(card), "--output-dir", str(first_out), "--precision", "fp32",
                  "--device", "cpu", "--batch-size", "5", "--workers", "0", "--limit", "20", "--bootstrap", "50", "--no-cache"]) == 0

@@ -47,9 +47,7 @@ def last_error(capsys) -> str:
 
 @pytest.fixture
 def card(tmp_path, colour_rows) -> Path:
-    helpers.write_parquet(tmp_path / "data", "test", colour_rows, kind="classification", classnames=COLOURS)
-    return helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
-                              source={"path": "data", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
+    return helpers.colour_card(tmp_path, colour_rows)
 
 
 # ----------------------------------------------------------------------------- remote code

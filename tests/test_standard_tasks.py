@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 from pathlib import Path
 
 import pytest
@@ -73,10 +72,9 @@ def test_registry_lists_the_standard_group(capsys):
 # ----------------------------------------------------------------------------- fixtures in the real schemas
 
 
-def encoded(image: Image.Image, fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format={"jpg": "JPEG", "webp": "WEBP", "png": "PNG"}[fmt], **({"lossless": True} if fmt == "webp" else {}))
-    return buffer.getvalue()
+def encoded(image: Image.Image, ext: str) -> bytes:
+    """Bytes for a file with extension `ext` (lossless webp, as in the vtab CIFAR repos)."""
+    return helpers.encode(image, {"jpg": "JPEG", "webp": "WEBP", "png": "PNG"}[ext], **({"lossless": True} if ext == "webp" else {}))
 
 
 def class_rows(n: int, num_classes: int, fmt: str) -> list[tuple[bytes, int]]:
