@@ -39,6 +39,17 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Scores:
+    """What a task type's evaluator computes from the image embeddings."""
+
+    metrics: dict[str, float]
+    samples: pd.DataFrame
+    num_texts: int
+    timings: dict[str, float]  # embed_texts_s, metrics_s
+    per_class_recall: dict[str, float | None] | None = None
+
+
 @dataclass(frozen=True)
 class EmbedOptions:
     batch_size: int = 64
@@ -89,20 +100,18 @@ def class_embeddings(
 
 
 def evaluate_classification(
-    task: ClassificationTask, model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress
-) -> Outcome:
+    task: ClassificationTask, model: Embedder, data: TaskData, images: ImageEmbeddings, options: EmbedOptions,
+    progress: Progress,
+) -> Scores:
     assert data.labels is not None
-    t0 = time.perf_counter()
-    images = _images(model, data, options, progress)
-    t1 = time.perf_counter()
+    started = time.perf_counter()
     classes = class_embeddings(model, task.classnames, task.templates, options, progress)
-    t2 = time.perf_counter()
+    texts_done = time.perf_counter()
     labels = torch.tensor([data.labels[i] for i in images.indices], dtype=torch.long)
     ranks, predictions = M.classification_ranks(images.embeddings, classes, labels)
     n = len(task.classnames)
     metrics = M.classification_metrics(ranks, labels, n)
     recalls = M.per_class_recall(ranks, labels, n).tolist()
-    t3 = time.perf_counter()
     samples = pd.DataFrame(
         {
             "key": [data.keys[i] for i in images.indices],
@@ -111,14 +120,11 @@ def evaluate_classification(
             "top5": [row for row in predictions.tolist()],
         }
     )
-    return Outcome(
+    return Scores(
         metrics=metrics,
         samples=samples,
-        num_images=len(images.indices),
         num_texts=n * len(task.templates),
-        bad_images=images.bad,
-        timings={"embed_images_s": t1 - t0, "embed_texts_s": t2 - t1, "metrics_s": t3 - t2},
-        extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
+        timings={"embed_texts_s": texts_done - started, "metrics_s": time.perf_counter() - texts_done},
         per_class_recall={name: (None if r != r else r) for name, r in zip(class_keys(task.classnames), recalls)},
     )
 
@@ -134,12 +140,11 @@ def class_keys(classnames: tuple[str, ...]) -> list[str]:
 
 
 def evaluate_retrieval(
-    task: RetrievalTask, model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress
-) -> Outcome:
+    task: RetrievalTask, model: Embedder, data: TaskData, images: ImageEmbeddings, options: EmbedOptions,
+    progress: Progress,
+) -> Scores:
     assert data.captions is not None
-    t0 = time.perf_counter()
-    images = _images(model, data, options, progress)
-    t1 = time.perf_counter()
+    started = time.perf_counter()
     # Captions of skipped images go too: a caption whose image is gone has no true match.
     texts, text_to_image, caption_index = [], [], []
     for position, row in enumerate(images.indices):
@@ -150,10 +155,9 @@ def evaluate_retrieval(
     if not texts:
         raise UserError(f"task {task.name}: no captions to retrieve")
     text_emb = _texts(model, texts, options, progress, "Embedding captions")
-    t2 = time.perf_counter()
+    texts_done = time.perf_counter()
     image_ranks, text_ranks = M.retrieval_ranks(images.embeddings, text_emb, torch.tensor(text_to_image))
     metrics = M.retrieval_metrics(image_ranks, text_ranks)
-    t3 = time.perf_counter()
     keys = [data.keys[i] for i in images.indices]
     samples = pd.concat(
         [
@@ -169,22 +173,33 @@ def evaluate_retrieval(
         ],
         ignore_index=True,
     )
-    return Outcome(
+    return Scores(
         metrics=metrics,
         samples=samples,
-        num_images=len(images.indices),
         num_texts=len(texts),
-        bad_images=images.bad,
-        timings={"embed_images_s": t1 - t0, "embed_texts_s": t2 - t1, "metrics_s": t3 - t2},
-        extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
+        timings={"embed_texts_s": texts_done - started, "metrics_s": time.perf_counter() - texts_done},
     )
 
 
-EVALUATORS: dict[type, Callable[..., Outcome]] = {
+EVALUATORS: dict[type, Callable[..., Scores]] = {
     ClassificationTask: evaluate_classification,
     RetrievalTask: evaluate_retrieval,
 }
 
 
 def evaluate_task(task: Task, model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress) -> Outcome:
-    return EVALUATORS[type(task)](task, model, data, options, progress)
+    """Embed the task's images, then score them the task type's way."""
+    started = time.perf_counter()
+    images = _images(model, data, options, progress)
+    embed_images_s = time.perf_counter() - started
+    scores = EVALUATORS[type(task)](task, model, data, images, options, progress)
+    return Outcome(
+        metrics=scores.metrics,
+        samples=scores.samples,
+        num_images=len(images.indices),
+        num_texts=scores.num_texts,
+        bad_images=images.bad,
+        timings={"embed_images_s": embed_images_s, **scores.timings},
+        per_class_recall=scores.per_class_recall,
+        extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
+    )
