@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from vtde_bench.errors import UserError
-from vtde_bench.results import TaskResult
+from vtde_bench.results import TaskResult, samples_path
 
 OURS, PUBLISHED, CLIP_BENCHMARK = "vtde-bench", "published", "clip_benchmark"
 CLASSIFICATION, RETRIEVAL = "zeroshot_classification", "retrieval"
@@ -53,15 +53,11 @@ class Record:
         return self.limit is not None
 
     @property
-    def main_score(self) -> float | None:
-        return self.metrics.get(self.main_metric)
-
-    @property
     def samples_path(self) -> Path | None:
         """The per-sample parquet beside our own result JSON."""
         if self.source != OURS or self.path is None:
             return None
-        return self.path.with_name(self.path.name.removesuffix(".json") + ".samples.parquet")
+        return samples_path(self.path)
 
 
 def from_task_result(result: TaskResult, path: Path | None = None) -> Record:

@@ -60,8 +60,8 @@ class TaskResult:
 
     def paths(self, output_dir: str | Path) -> tuple[Path, Path]:
         """(result JSON, per-sample parquet) for this result under `output_dir`."""
-        folder = Path(output_dir) / self.model["slug"]
-        return folder / f"{self.task_name}.json", folder / f"{self.task_name}.samples.parquet"
+        json_path = result_path(output_dir, self.model["slug"], self.task_name)
+        return json_path, samples_path(json_path)
 
     def write(self, output_dir: str | Path) -> Path:
         """Write the per-sample file, then the JSON, each atomically. Returns the JSON path."""
@@ -171,5 +171,14 @@ def find_existing(json_path: Path, *, weights: str, dataset: str, task_version: 
         and old.task.get("version") == task_version
         and old.run.get("limit") == limit
     )
-    samples = json_path.with_name(json_path.name.removesuffix(".json") + ".samples.parquet")
-    return old if same and samples.is_file() else None
+    return old if same and samples_path(json_path).is_file() else None
+
+
+def result_path(output_dir: str | Path, slug: str, task_name: str) -> Path:
+    """Where a model's result for a task lives: `<output_dir>/<model slug>/<task>.json`."""
+    return Path(output_dir) / slug / f"{task_name}.json"
+
+
+def samples_path(json_path: Path) -> Path:
+    """The per-sample parquet beside a result JSON: `<task>.json` → `<task>.samples.parquet`."""
+    return json_path.with_name(json_path.name.removesuffix(".json") + ".samples.parquet")

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
-from vtde_bench.results import TaskResult, find_existing
+from vtde_bench.results import TaskResult, find_existing, result_path
 from vtde_bench.tasks import ClassificationTask, Task, load_tasks
 
 
@@ -208,7 +208,7 @@ def evaluate(
         data_seconds = time.perf_counter() - started
         json_path = None
         if options.output_dir is not None:
-            json_path = Path(options.output_dir) / model.info.slug / f"{task.name}.json"
+            json_path = result_path(options.output_dir, model.info.slug, task.name)
             # A model without a weights fingerprint cannot be recognised again: always evaluated.
             reusable = not options.overwrite and model.info.weights_fingerprint is not None
             existing = None if not reusable else find_existing(
