@@ -233,3 +233,10 @@ def test_unwritable_output_file_names_the_option_to_change(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path / "r"), "--no-published", "--output", str(tmp_path / "a-file" / "board.md")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot write" in err and "choose another --output path" in err
+
+
+def test_written_path_with_brackets_is_printed_whole(tmp_path, capsys):
+    write_result(tmp_path / "r", slug="m", task="t", metrics={"acc1": 0.25, "acc5": 0.5, "mean_per_class_recall": 0.25})
+    out = tmp_path / "[bold]board[/bold].md"
+    assert main(["leaderboard", str(tmp_path / "r"), "--no-published", "--format", "markdown", "--output", str(out)]) == 0
+    assert out.is_file() and "[bold]board[/bold].md" in capsys.readouterr().out.replace("\n", "")

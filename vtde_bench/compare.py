@@ -123,6 +123,11 @@ def _paired_intervals(task: str, cand: Record, base: Record, *, resamples: int) 
         raise RunFailure(f"{task}: per-sample files {cand.samples_path} and {base.samples_path} do not match ({e})") from None
 
 
+def interval_text(interval: tuple[float, float] | None) -> str:
+    """A paired interval in points as `[low, high]`, or "" when there is none."""
+    return "" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
 def _verdict(delta_points: float, tolerance: float, paired: tuple[float, float] | None) -> str:
     delta_points = round(delta_points, 9)  # 0.5 − 0.495 is not "more than 0.5 points" because of a binary fraction
     if -delta_points > tolerance:

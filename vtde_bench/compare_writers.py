@@ -8,19 +8,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from vtde_bench.compare import NOT_SIGNIFICANT, Comparison, MetricComparison
+from vtde_bench.compare import NOT_SIGNIFICANT, Comparison, MetricComparison, interval_text
 from vtde_bench.results import atomic_write
-
-
-def _interval(interval: tuple[float, float] | None, *, scale: float = 100) -> str:
-    return "" if interval is None else f"[{scale * interval[0]:.2f}, {scale * interval[1]:.2f}]"
 
 
 def describe(row: MetricComparison, tolerance: float) -> str:
     """One line: baseline → candidate (percent), delta and paired interval (points), verdict."""
     text = f"{row.task} {row.metric}: baseline {100 * row.baseline:.2f}, candidate {100 * row.candidate:.2f}, delta {row.delta:+.2f} points"
     if row.paired_interval is not None:
-        text += f" (paired 95% interval {_interval(row.paired_interval, scale=1)})"
+        text += f" (paired 95% interval {interval_text(row.paired_interval)})"
     return f"{text}; tolerance {tolerance:g} points: {row.verdict}"
 
 
@@ -64,7 +60,7 @@ def markdown(comparison: Comparison) -> str:
     for row in comparison.rows:
         metric = f"**{row.metric}**" if row.main else row.metric
         lines.append(f"| {row.task} | {metric} | {100 * row.baseline:.2f} | {100 * row.candidate:.2f} | {row.delta:+.2f} | "
-                     f"{_interval(row.paired_interval, scale=1)} | {marks.get(row.verdict, row.verdict)} |")
+                     f"{interval_text(row.paired_interval)} | {marks.get(row.verdict, row.verdict)} |")
     if comparison.notes:
         lines += ["", *[f"- {note}" for note in comparison.notes]]
     lines += ["", "A metric regresses when baseline − candidate exceeds the tolerance"

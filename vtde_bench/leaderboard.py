@@ -240,11 +240,21 @@ def cells(board: Leaderboard, row: Row) -> list[str]:
     ]
 
 
+TEXT_COLUMNS = frozenset({"model", "source", "why not ranked"})  # left-aligned; every other column is a number
+
+
+def section(board: Leaderboard, rows: list[Row], *, flagged: bool) -> tuple[list[str], list[list[str]]]:
+    """Titles and cells of the ranked table, or of the flagged one (no rank; a "why not ranked" column)."""
+    if not flagged:
+        return header(board), [cells(board, r) for r in rows]
+    return [*header(board)[1:], "why not ranked"], [[*cells(board, r)[1:], "; ".join(r.flags)] for r in rows]
+
+
 def _markdown_table(titles: list[str], lines: list[list[str]]) -> str:
     def escape(text: str) -> str:
         return text.replace("|", "\\|")
 
-    align = ["---" if t in ("model", "source", "why not ranked") else "---:" for t in titles]
+    align = ["---" if t in TEXT_COLUMNS else "---:" for t in titles]
     out = ["| " + " | ".join(titles) + " |", "| " + " | ".join(align) + " |"]
     out += ["| " + " | ".join(escape(c) for c in line) + " |" for line in lines]
     return "\n".join(out)
@@ -256,9 +266,9 @@ def to_markdown(board: Leaderboard) -> str:
     parts = ["## vtde-bench leaderboard", "",
              f"Main scores in percent (± half the 95% bootstrap interval); {main}. "
              "Published and imported rows are labelled by source and not ranked.", "",
-             _markdown_table(header(board), [cells(board, r) for r in board.ranked])]
+             _markdown_table(*section(board, board.ranked, flagged=False))]
     if board.flagged:
         parts += ["", "### Flagged, not ranked", "",
                   "Run with `--limit`, or on a task version or dataset other than the rest: not comparable with the table above.", "",
-                  _markdown_table([*header(board)[1:], "why not ranked"], [[*cells(board, r)[1:], "; ".join(r.flags)] for r in board.flagged])]
+                  _markdown_table(*section(board, board.flagged, flagged=True))]
     return "\n".join(parts) + "\n"

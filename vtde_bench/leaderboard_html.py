@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from html import escape
 
-from vtde_bench.leaderboard import Column, Leaderboard, Row, cells, header
+from vtde_bench.leaderboard import TEXT_COLUMNS, Column, Leaderboard, Row, section
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1f2328; }
@@ -29,13 +29,11 @@ _LABEL_W, _BAR_W, _VALUE_W, _ROW_H = 300, 340, 70, 22
 
 
 def _table(board: Leaderboard, rows: list[Row], *, reasons: bool) -> str:
-    titles = header(board)[(1 if reasons else 0):] + (["why not ranked"] if reasons else [])
-    text = {"model", "source", "why not ranked"}
-    head = "".join(f'<th class="{"text" if t in text else "num"}">{escape(t)}</th>' for t in titles)
+    titles, lines = section(board, rows, flagged=reasons)
+    head = "".join(f'<th class="{"text" if t in TEXT_COLUMNS else "num"}">{escape(t)}</th>' for t in titles)
     body = []
-    for row in rows:
-        values = cells(board, row)[(1 if reasons else 0):] + (["; ".join(row.flags)] if reasons else [])
-        tds = "".join(f'<td class="{"text" if t in text else "num"}">{escape(v)}</td>' for t, v in zip(titles, values))
+    for row, values in zip(rows, lines):
+        tds = "".join(f'<td class="{"text" if t in TEXT_COLUMNS else "num"}">{escape(v)}</td>' for t, v in zip(titles, values))
         body.append(f'<tr class="{"flagged" if row.flagged else escape(row.source)}">{tds}</tr>')
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 

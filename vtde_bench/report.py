@@ -133,20 +133,18 @@ def error(message: str) -> None:
 
 def leaderboard_tables(board) -> list[Table]:
     """The leaderboard (a `vtde_bench.leaderboard.Leaderboard`) as rich tables, in percent: ranked, then flagged."""
-    from vtde_bench.leaderboard import cells, header
+    from vtde_bench.leaderboard import TEXT_COLUMNS, section
 
     styles = {"published": "dim italic", "clip_benchmark": "dim italic"}
     tables = []
     for title, rows, flagged in (("vtde-bench leaderboard (%)", board.ranked, False), ("flagged, not ranked (%)", board.flagged, True)):
         if not rows and flagged:
             continue
-        titles = header(board)[1 if flagged else 0:] + (["why not ranked"] if flagged else [])
+        titles, lines = section(board, rows, flagged=flagged)
         table = Table(title=title, title_justify="left")
         for name in titles:
-            table.add_column(name, justify="left" if name in ("model", "source", "why not ranked") else "right",
-                             style="cyan" if name == "model" else None)
-        for row in rows:
-            values = cells(board, row)[1 if flagged else 0:] + (["; ".join(row.flags)] if flagged else [])
+            table.add_column(name, justify="left" if name in TEXT_COLUMNS else "right", style="cyan" if name == "model" else None)
+        for row, values in zip(rows, lines):
             table.add_row(*map(escape, values), style="yellow" if flagged else styles.get(row.source))
         tables.append(table)
     return tables
@@ -172,18 +170,20 @@ def print_plain(text: str) -> None:
 
 
 def print_written(path) -> None:
-    out.print(f"[dim]wrote {path}[/dim]", highlight=False)
+    out.print(f"[dim]wrote {escape(str(path))}[/dim]", highlight=False)
 
 
 def comparison_table(comparison) -> Table:
     """A `vtde_bench.compare.Comparison` as a rich table: scores in percent, delta and paired interval in points."""
+    from vtde_bench.compare import interval_text
+
     colours = {"regressed": "bold red", "improved": "green", "not significant": "yellow", "ok": ""}
-    table = Table(title=f"candidate {comparison.candidate} vs baseline {comparison.baseline} "
+    table = Table(title=f"candidate {escape(str(comparison.candidate))} vs baseline {escape(str(comparison.baseline))} "
                         f"(tolerance {comparison.tolerance_points:g} points)", title_justify="left")
     for name in ("task", "metric", "baseline (%)", "candidate (%)", "Δ (points)", "paired 95% (points)", "verdict"):
         table.add_column(name, justify="left" if name in ("task", "metric", "verdict") else "right")
     for row in comparison.rows:
-        paired = "" if row.paired_interval is None else f"[{row.paired_interval[0]:.2f}, {row.paired_interval[1]:.2f}]"
+        paired = escape(interval_text(row.paired_interval))
         style = colours.get(row.verdict, "")
         table.add_row(escape(row.task), escape(short_name(row.metric)), percent(row.baseline, row.baseline_interval), percent(row.candidate, row.candidate_interval),
                       f"{row.delta:+.2f}", paired, f"[{style}]{row.verdict}[/]" if style else row.verdict)
