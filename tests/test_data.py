@@ -154,9 +154,10 @@ def test_classification_loads_in_every_layout(tmp_path, class_rows, layout):
     assert data.captions is None
     assert data.layout == layout.split("-")[0]
     by_hash = {sha(image): label for image, label in class_rows}
-    for index, blob in enumerate(data.iter_image_bytes(batch_size=7)):
-        assert blob == data.image_bytes(index)
-        assert by_hash[sha(blob)] == data.labels[index]  # each image keeps its own label
+    for index, digest in enumerate(data.image_hashes()):
+        blob = data.image_bytes(index)
+        assert digest == sha(blob)
+        assert by_hash[digest] == data.labels[index]  # each image keeps its own label
         assert decode_image(blob).size == (32, 32)
 
 
@@ -166,8 +167,8 @@ def test_retrieval_loads_in_every_layout(tmp_path, text_rows, layout):
     assert data.labels is None
     assert len(data) == len(text_rows)
     by_hash = {sha(image): caps for image, caps in text_rows}
-    for index, blob in enumerate(data.iter_image_bytes()):
-        assert data.captions[index] == by_hash[sha(blob)]
+    for index, digest in enumerate(data.image_hashes()):
+        assert digest == sha(data.image_bytes(index)) and data.captions[index] == by_hash[digest]
     assert all(isinstance(c, str) for caps in data.captions for c in caps)
     assert sorted(len(c) for c in data.captions) == sorted(len(c) for _, c in text_rows)
 
@@ -190,7 +191,7 @@ def test_webdataset_image_formats(tmp_path, fmt, ext):
     helpers.write_webdataset(folder, "test", rows, kind="classification", classnames=CLASSES, ext=ext)
     data = load_task_data(local_task(tmp_path, folder, "classification", len(rows)))
     assert data.labels == [label for _, label in rows]
-    assert list(data.iter_image_bytes()) == [image for image, _ in rows]  # bytes as stored, not re-encoded
+    assert [data.image_bytes(i) for i in range(len(data))] == [image for image, _ in rows]  # bytes as stored, not re-encoded
     image = decode_image(data.image_bytes(0))
     assert image.mode == "RGB" and image.size == (32, 32)
     assert np.abs(np.asarray(image, dtype=int).mean(axis=(0, 1)) - helpers.COLOURS["red"]).max() < 30
@@ -612,7 +613,7 @@ def test_limit_keeps_the_first_rows_in_source_order(tmp_path, class_rows, layout
     assert len(part) == 7
     assert part.keys == full.keys[:7]
     assert part.labels == full.labels[:7]
-    assert list(part.iter_image_bytes()) == list(full.iter_image_bytes())[:7]
+    assert part.image_hashes() == full.image_hashes()[:7]
     assert part.fingerprint != full.fingerprint
     if layout != "imagefolder":  # the other layouts keep the order the rows were written in
         assert part.labels == [y for _, y in class_rows[:7]]

@@ -56,12 +56,8 @@ class TaskData:
     def image_bytes(self, index: int) -> bytes:
         return _as_bytes(self.dataset[index][self.image_column], self.keys[index])
 
-    def iter_image_bytes(self, batch_size: int = 256):
-        """All image bytes in row order, read in batches (much faster than row by row)."""
-        for value, key in zip(self._iter_image_values(batch_size), self.keys):
-            yield _as_bytes(value, key)
-
     def _iter_image_values(self, batch_size: int = 256):
+        """The image column's values in row order, read in batches (much faster than row by row)."""
         column = self.dataset.select_columns([self.image_column])
         for batch in column.iter(batch_size=batch_size):
             yield from batch[self.image_column]
@@ -94,7 +90,7 @@ class TaskData:
 
     def _hashes_key(self) -> dict[str, Any] | None:
         files = [f["filename"] for f in getattr(self.dataset, "cache_files", None) or []]
-        if not files or self.layout == "imagefolder":
+        if not files:
             return None
         identity = []
         for name in files:
