@@ -114,10 +114,11 @@ def _as_bytes(value: Any, key: str) -> bytes:
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """Decode image bytes to an 8-bit RGB PIL image.
+    """Decode image bytes to an 8-bit RGB PIL image, by the rule of transformers' processors.
 
     16-bit and 32-bit integer images are scaled to 8 bits first: `convert("RGB")`,
     which the processors do, would clip them and turn them nearly white.
+    Transparency is composited onto white (`to_rgb`).
     Raises whatever Pillow raises for a corrupt image (callers report the key).
     """
     image = Image.open(io.BytesIO(data))
@@ -128,9 +129,21 @@ def decode_image(data: bytes) -> Image.Image:
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(np.rint(array / top * 255.0), 0, 255).astype(np.uint8), mode="L")
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return image
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels as transformers' `convert_to_rgb` makes them, which every transformers processor applies.
+
+    An image with an alpha band (RGBA, LA, PA) or a transparency colour (a palette, greyscale or RGB
+    PNG with a `tRNS` chunk) is composited onto white; any other mode is converted with
+    `convert("RGB")`. Plain `convert("RGB")` would keep the colour stored under transparent pixels
+    (often black) for alpha bands and ignore `tRNS` altogether.
+    """
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def decode_image_array(data: bytes) -> Any:

@@ -1,13 +1,22 @@
-"""Batched tensor image preprocessing, equal to the checkpoint's own processor within a checked tolerance.
+"""Batched tensor image preprocessing, equal to the checkpoint's own processor on any image size.
 
 transformers' processors convert each PIL image to a contiguous CHW tensor and
 normalise it image by image; most of their time goes to those copies. Here the
-images of a batch are stacked once as uint8 (B, H, W, C), resized in one call
-per distinct size with the same torchvision kernel (bicubic/bilinear, antialiased),
-cropped by slicing, and normalised in one fused operation.
+images of a batch are stacked once as uint8 (B, H, W, C), resized with the same
+kernel the processor uses (torchvision's antialiased resize for the torchvision
+backend, Pillow's for the PIL backend), cropped by slicing, and normalised in
+one fused operation.
+
+Sizes are computed as each reference computes them, and the references differ:
+the resized long side is `int(s * long / short)` for transformers and torchvision
+alike, but the centre-crop offset is floored by transformers and rounded (half
+to even) by torchvision's `center_crop`, which open_clip uses. At 224 px a
+640×427 photo lands one pixel apart between the two. `ROUNDING_SIZES` lists the
+photo sizes that hit every such case; `build` checks the batched path against
+the processor on all of them before using it.
 
 Only the processor settings understood here are accelerated; anything else, or
-a processor whose output differs on probe images by more than `TOLERANCE`,
+a processor whose output differs on the probe images by more than `TOLERANCE`,
 keeps the checkpoint's own processor (`build` returns None).
 """
 
@@ -19,13 +28,35 @@ import numpy as np
 import torch
 from PIL import Image
 
-TOLERANCE = 0.02  # max abs difference after normalisation, on the probe images
+TOLERANCE = 1e-4  # max abs difference after normalisation: float rounding only, never a pixel moved
 _KNOWN = {
     "do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize",
     "image_mean", "image_std", "do_convert_rgb", "image_processor_type", "processor_class", "default_to_square",
     "input_data_format", "data_format", "return_tensors", "device", "disable_grouping", "crop_pct",
 }
 _RESAMPLE = {2: "BILINEAR", 3: "BICUBIC"}
+BACKENDS = ("torchvision", "pil")  # transformers' two image-processor backends, by their `backend` property
+
+# The centre-crop offset of (image - crop) pixels, per reference.
+CROP_OFFSET = {
+    "floor": lambda excess: excess // 2,  # transformers (both backends)
+    "round": lambda excess: int(round(excess / 2.0)),  # torchvision's center_crop (half to even), open_clip
+}
+
+# COCO's and Flickr30k's commonest photo sizes (landscape and portrait), a 4:3 photo and an odd-sized
+# portrait, as (width, height). Each is used with its long side L, L+1, L+2 and L+3, so that at every
+# usual shortest edge the resized long side minus the crop takes every remainder mod 4, among them
+# the one (3) where flooring and rounding the half offset disagree.
+BASE_SIZES = ((640, 427), (427, 640), (500, 334), (500, 375), (97, 311))
+
+
+def rounding_sizes() -> list[tuple[int, int]]:
+    """(height, width) of the images every rounding case is checked on: `BASE_SIZES`, long side L..L+3."""
+    sizes = []
+    for width, height in BASE_SIZES:
+        for extra in range(4):
+            sizes.append((height + extra, width) if height > width else (height, width + extra))
+    return sizes
 
 
 def _value(config: dict[str, Any], key: str, default: Any = None) -> Any:
@@ -34,15 +65,25 @@ def _value(config: dict[str, Any], key: str, default: Any = None) -> Any:
 
 
 class TensorImagePreprocessor:
-    """Resize (shortest edge or fixed size), optional centre crop, rescale and normalise, for a batch at once."""
+    """Resize (shortest edge or fixed size), optional centre crop, rescale and normalise, for a batch at once.
 
-    def __init__(self, config: dict[str, Any]):
+    Args:
+        config: the image processor's `to_dict()`.
+        resize_with: "torchvision" (antialiased tensor resize) or "pil" (Pillow's, image by image).
+        crop_offset: how the centre crop's offset is rounded, a key of `CROP_OFFSET`.
+    """
+
+    def __init__(self, config: dict[str, Any], *, resize_with: str = "torchvision", crop_offset: str = "floor"):
+        if resize_with not in BACKENDS or crop_offset not in CROP_OFFSET:
+            raise ValueError(f"resize_with must be one of {BACKENDS} and crop_offset one of {tuple(CROP_OFFSET)}")
         size = config["size"]
         self.shortest_edge = size.get("shortest_edge")
         self.fixed = (size["height"], size["width"]) if "height" in size else None
         crop = config.get("crop_size") or {}
         self.crop = (crop["height"], crop["width"]) if _value(config, "do_center_crop", False) else None
         self.resample = _RESAMPLE[int(_value(config, "resample", 3))]
+        self.resize_with = resize_with
+        self.crop_offset = CROP_OFFSET[crop_offset]
         scale = float(_value(config, "rescale_factor", 1 / 255)) if _value(config, "do_rescale", True) else 1.0
         mean = np.array(_value(config, "image_mean", [0.0, 0.0, 0.0]), dtype=np.float32)
         std = np.array(_value(config, "image_std", [1.0, 1.0, 1.0]), dtype=np.float32)
@@ -53,30 +94,47 @@ class TensorImagePreprocessor:
         self.divisor = torch.from_numpy(std / scale).view(1, 3, 1, 1)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) after the resize: the short side to `shortest_edge`, the long one `int(s * long / short)`."""
         if self.fixed is not None:
             return self.fixed
         short, long = (width, height) if width <= height else (height, width)
         new_long = int(self.shortest_edge * long / short)
         return (new_long, self.shortest_edge) if width <= height else (self.shortest_edge, new_long)
 
-    def __call__(self, images: list[Image.Image | torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Images as PIL images or (H, W, 3) uint8 tensors (`data.decode_image_array`), in any mix."""
+    def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the centre crop of a resized (height, width) image."""
+        if self.crop is None:
+            return 0, 0, height, width
+        crop_h, crop_w = self.crop
+        return self.crop_offset(height - crop_h), self.crop_offset(width - crop_w), crop_h, crop_w
+
+    def _resize(self, arrays: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Same-sized (H, W, 3) uint8 images → (B, 3, h, w) uint8."""
+        if self.resize_with == "pil":
+            resample = getattr(Image.Resampling, self.resample)
+            resized = [np.asarray(Image.fromarray(a.numpy()).resize((size[1], size[0]), resample)) for a in arrays]
+            return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2)
         from torchvision.transforms.v2 import InterpolationMode
         from torchvision.transforms.v2 import functional as tvF
 
-        mode = getattr(InterpolationMode, self.resample)
-        arrays = [image if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image.convert("RGB")))
-                  for image in images]
+        # (B, H, W, C) uint8 viewed as channels-last (B, C, H, W): one copy, and the fast resize kernel.
+        batch = torch.stack(arrays).permute(0, 3, 1, 2)
+        return tvF.resize(batch, list(size), interpolation=getattr(InterpolationMode, self.resample), antialias=True)
+
+    def __call__(self, images: list[Image.Image | torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Images as PIL images or (H, W, 3) uint8 tensors (`data.decode_image_array`), in any mix."""
+        from vtde_bench.data import to_rgb
+
+        arrays = [image if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(to_rgb(image))) for image in images]
         out: list[torch.Tensor | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, array in enumerate(arrays):
             groups.setdefault((array.shape[0], array.shape[1]), []).append(i)
         for (height, width), members in groups.items():
-            # (B, H, W, C) uint8 viewed as channels-last (B, C, H, W): one copy, and the fast resize kernel.
-            batch = torch.stack([arrays[i] for i in members]).permute(0, 3, 1, 2)
-            batch = tvF.resize(batch, list(self.output_size(height, width)), interpolation=mode, antialias=True)
-            if self.crop is not None:
-                batch = tvF.center_crop(batch, list(self.crop))
+            size = self.output_size(height, width)
+            batch = self._resize([arrays[i] for i in members], size)
+            top, left, crop_h, crop_w = self.crop_box(*size)
+            batch = batch[:, :, top : top + crop_h, left : left + crop_w]
             for i, tensor in zip(members, batch):
                 out[i] = tensor
         pixels = (torch.stack(out).float() - self.offset) / self.divisor
@@ -87,27 +145,35 @@ def _supported(config: dict[str, Any]) -> bool:
     size = config.get("size") or {}
     resizes = bool(_value(config, "do_resize", True))
     size_ok = set(size) == {"shortest_edge"} or set(size) == {"height", "width"}
-    crop_ok = not _value(config, "do_center_crop", False) or set(config.get("crop_size") or {}) == {"height", "width"}
+    crop = config.get("crop_size") or {}
+    cropping = bool(_value(config, "do_center_crop", False))
+    crop_ok = not cropping or set(crop) == {"height", "width"}
+    if cropping and crop_ok and size_ok:
+        # A crop larger than the resized image pads it; that case stays with the processor.
+        short = size.get("shortest_edge")
+        fits = (crop["height"] <= short and crop["width"] <= short) if short else \
+            (crop["height"] <= size["height"] and crop["width"] <= size["width"])
+        crop_ok = fits
     plain = all(not (k.startswith("do_") and v) or k in _KNOWN for k, v in config.items())
     return resizes and size_ok and crop_ok and plain and int(_value(config, "resample", 3)) in _RESAMPLE \
         and _value(config, "crop_pct", None) is None
 
 
-def _probe_images() -> list[Image.Image]:
-    rng = np.random.default_rng(0)
-    shapes = [(375, 500), (500, 375), (224, 224), (97, 311), (480, 640)]
-    return [Image.fromarray(np.asarray(Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)))
-            for h, w in shapes]
+def probe_images(sizes: list[tuple[int, int]] | None = None, seed: int = 0) -> list[Image.Image]:
+    """Noise images of the given (height, width) sizes (default `rounding_sizes()`): a pixel moved shows at once."""
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in sizes or rounding_sizes()]
 
 
 def build(image_processor: Any) -> TensorImagePreprocessor | None:
-    """A batched preprocessor equal to `image_processor` on probe images within `TOLERANCE`, or None."""
+    """A batched preprocessor equal to `image_processor` on every size of `rounding_sizes()`, or None."""
     config = image_processor.to_dict() if hasattr(image_processor, "to_dict") else None
-    if not config or not _supported(config):
+    backend = getattr(image_processor, "backend", None)
+    if not config or backend not in BACKENDS or not _supported(config):
         return None
     try:
-        fast = TensorImagePreprocessor(config)
-        probes = _probe_images()
+        fast = TensorImagePreprocessor(config, resize_with=backend, crop_offset="floor")  # transformers floors
+        probes = probe_images()
         reference = image_processor(images=probes, return_tensors="pt")["pixel_values"]
         ours = fast(probes)["pixel_values"]
     except Exception:  # noqa: BLE001 - anything unexpected: keep the checkpoint's processor
