@@ -151,3 +151,31 @@ def test_to_rgb_leaves_opaque_images_as_convert_does():
     for mode in ("L", "P", "CMYK", "RGB", "1"):
         image = Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).convert(mode)
         assert np.array_equal(np.asarray(to_rgb(image)), np.asarray(image.convert("RGB"))), mode
+
+
+def test_photo_sized_images_embed_as_through_the_processor(tiny_clip, tmp_path):
+    """End to end through the data loader and the workers: 640×427-style JPEGs and PNGs embed the same
+    through the batched path as through the checkpoint's processor (the old rounded offset did not)."""
+    from vtde_bench.data import load_task_data
+    from vtde_bench.embed import embed_images
+    from vtde_bench.models import load_model
+    from vtde_bench.tasks import load_card
+
+    rng = np.random.default_rng(5)
+    sizes = [(640, 427), (427, 640), (500, 334), (333, 500), (97, 311), (641, 427)]
+    rows = []
+    for i in range(12):
+        w, h = sizes[i % len(sizes)]
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        rows.append((helpers.encode(Image.fromarray(pixels), "JPEG" if i % 2 else "PNG"), i % 6))
+    data = load_task_data(load_card(helpers.colour_card(tmp_path, rows, name="photos")))
+    encoder = load_model(tiny_clip, device="cpu")
+    assert encoder.batched_images is not None
+    batched = embed_images(encoder, data, batch_size=5, workers=1).embeddings
+    fast, encoder.batched_images = encoder.batched_images, None
+    plain = embed_images(encoder, data, batch_size=5, workers=1).embeddings
+    torch.testing.assert_close(batched, plain, atol=1e-5, rtol=0)
+    fast.crop_offset = preprocess.CROP_OFFSET["round"]
+    encoder.batched_images = fast
+    rounded = embed_images(encoder, data, batch_size=5, workers=0).embeddings
+    assert (rounded - plain).abs().max() > 1e-3
