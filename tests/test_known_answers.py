@@ -167,3 +167,101 @@ def test_class_embeddings_average_normalised_prompt_embeddings_then_renormalise(
         np.testing.assert_allclose(got[c].numpy(), mean / np.linalg.norm(mean), atol=1e-6)
         raw = np.mean(prompts, axis=0)
         assert not np.allclose(got[c].numpy(), raw / np.linalg.norm(raw), atol=1e-3)  # averaging raw vectors differs
+
+
+class HashedTexts:
+    """Texts embed as a fixed function of their characters (no batch effects), images as given vectors."""
+
+    width = 32
+
+    def __init__(self, images: dict[tuple[int, int, int], torch.Tensor] | None = None):
+        self.images = images or {}
+        self.text_calls: list[list[str]] = []
+
+    @classmethod
+    def vector(cls, text: str) -> torch.Tensor:
+        import hashlib
+
+        digest = hashlib.sha256(text.encode()).digest()
+        return torch.tensor(list(digest), dtype=torch.float32) - 127.5
+
+    def encode_images(self, images):
+        return torch.stack([self.images.get(tuple(np.asarray(i)[0, 0]), torch.ones(self.width)) for i in images])
+
+    def encode_texts(self, texts):
+        self.text_calls.append(list(texts))
+        return torch.stack([self.vector(t) for t in texts])
+
+
+def test_imagenet_classes_sharing_prompts_embed_alike_and_the_lowest_index_wins():
+    """CLIP's ImageNet names repeat 'sunglasses' (836, 837) and 'missile' (657, 744). Under ties-count-against,
+    the 100 images of 836 could never be right (acc1 0.1-0.2 points under the published protocol), and the
+    'missile' pair differed by 4e-9 because the prompts fell in different text chunks."""
+    from vtde_bench import metrics as M
+    from vtde_bench.evaluators import EmbedOptions, class_embeddings, first_twins
+    from vtde_bench.models import as_dual_encoder
+    from vtde_bench.progress import NullProgress
+    from vtde_bench.tasks import load_tasks
+
+    (task,) = load_tasks(["imagenet1k"])
+    twins = first_twins(task.classnames, task.templates)
+    moved = {i: int(t) for i, t in enumerate(twins) if t != i}
+    assert moved == {837: 836, 744: 657}
+    model = HashedTexts()
+    # Small text chunks, so that the twins' prompts would fall in different chunks.
+    classes = class_embeddings(as_dual_encoder(model), task.classnames, task.templates,
+                               EmbedOptions(cache=None, chunk_rows=100), NullProgress())
+    assert torch.equal(classes[836], classes[837]) and torch.equal(classes[657], classes[744])
+    embedded = [t for call in model.text_calls for t in call]
+    assert len(embedded) == len(set(embedded)) == len(set(t.replace("{c}", n) for n in task.classnames for t in task.templates)) + 1
+    labels = torch.tensor([836, 837, 657, 744, 0, 1])
+    images = classes[labels]
+    ranks, predictions = M.classification_ranks(images, classes, labels, twins=twins)
+    assert ranks.tolist() == [1, 2, 1, 2, 1, 1]
+    assert predictions[:, 0].tolist() == [836, 836, 657, 657, 0, 1]
+    # The published protocol's arithmetic: argmax takes the first of equal maxima, as CLIP_benchmark's topk does.
+    reference = ((images @ classes.T).argmax(1) == labels).tolist()
+    assert [r == 1 for r in ranks.tolist()] == reference
+
+
+def test_every_distinct_caption_is_embedded_once_and_equal_captions_embed_alike(tmp_path):
+    """COCO repeats captions across images: each is embedded once, and both copies get one embedding."""
+    rows = [(helpers.png_bytes(helpers.colour_image(c, seed=i)), caps) for i, (c, caps) in enumerate(
+        [("red", ["a red car", "a photo"]), ("blue", ["a photo", "a blue car"]), ("green", ["a photo"])])]
+    helpers.write_parquet(tmp_path / "r", "test", rows, kind="retrieval")
+    card = helpers.write_card(tmp_path / "dups.toml", name="dups", kind="retrieval",
+                              source={"path": "r", "split": "test", "num_samples": 3})
+    model = HashedTexts()
+    result = evaluate(model, [str(card)], output_dir=None, workers=0, bootstrap=0)["dups"]
+    embedded = [t for call in model.text_calls for t in call if t != "a photo."]  # the adapter's probe text
+    assert sorted(embedded) == ["a blue car", "a photo", "a red car"]
+    assert result.dataset["num_texts"] == 5
+    # All images embed alike (ones), so every caption ties with every image: ranks count the ties against.
+    texts = result.samples[result.samples["query"] == "text"]
+    assert texts["rank"].tolist() == [3, 3, 3, 3, 3]
+
+
+def test_a_tokenizer_without_the_class_names_warns(tiny_vtde, tmp_path, colour_rows):
+    """Words missing from the vocabulary all become [UNK]: every class gets one embedding and acc1 sits at 0.00%."""
+    unknown = ("zebra", "okapi", "giraffe", "quokka", "tapir", "ibex")
+    helpers.write_parquet(tmp_path / "c", "test", colour_rows, kind="classification", classnames=unknown)
+    card = helpers.write_card(tmp_path / "zoo.toml", name="zoo", kind="classification",
+                              source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=unknown)
+    from vtde_bench.progress import NullProgress
+
+    notes = []
+
+    class Notes(NullProgress):
+        def note(self, message):
+            notes.append(message)
+
+    results = evaluate(str(tiny_vtde), [str(card)], output_dir=tmp_path / "out", workers=0, bootstrap=0, progress=Notes())
+    (warning,) = results["zoo"].warnings
+    assert "6 classes in 1 group(s) tokenize identically" in warning and "'zebra', 'okapi', 'giraffe'" in warning
+    assert any("tokenize identically" in n for n in notes)
+    import json
+
+    assert json.loads(results.paths["zoo"].read_text())["warnings"] == [warning]
+    known = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
+                               source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
+    assert evaluate(str(tiny_vtde), [str(known)], output_dir=None, workers=0, bootstrap=0)["colours"].warnings == []

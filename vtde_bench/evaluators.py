@@ -37,6 +37,7 @@ class Outcome:
     timings: dict[str, float]
     per_class_recall: dict[str, float | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Scores:
     num_texts: int
     timings: dict[str, float]  # embed_texts_s, metrics_s
     per_class_recall: dict[str, float | None] | None = None
+    warnings: list[str] = field(default_factory=list)  # numbers that are right but may not mean what they seem
 
 
 @dataclass(frozen=True)
@@ -82,21 +84,65 @@ def _images(model: Embedder, data: TaskData, options: EmbedOptions, progress: Pr
 
 
 def _texts(model: Embedder, texts: list[str], options: EmbedOptions, progress: Progress, description: str) -> torch.Tensor:
-    return embed_texts(model, texts, batch_size=max(options.batch_size, 256), cache=_text_cache(model, texts, options),
-                       chunk_rows=4 * options.chunk_rows, progress=progress, description=description)
+    """(len(texts), D) embeddings. Each distinct text is embedded once, so equal texts get equal embeddings
+    whatever batch or chunk they would have fallen in (COCO's repeated captions, ImageNet's repeated names)."""
+    position: dict[str, int] = {}
+    where = [position.setdefault(text, len(position)) for text in texts]
+    unique = list(position)
+    emb = embed_texts(model, unique, batch_size=max(options.batch_size, 256), cache=_text_cache(model, unique, options),
+                      chunk_rows=4 * options.chunk_rows, progress=progress, description=description)
+    return emb[torch.tensor(where, dtype=torch.long)] if len(unique) < len(texts) else emb
+
+
+def class_prompts(classnames: tuple[str, ...], templates: tuple[str, ...]) -> list[str]:
+    """Every template filled with every class name, class-major. `{c}` is replaced literally (never
+    `str.format`, which would choke on other braces)."""
+    return [template.replace("{c}", name) for name in classnames for template in templates]
 
 
 def class_embeddings(
     model: Embedder, classnames: tuple[str, ...], templates: tuple[str, ...], options: EmbedOptions, progress: Progress
 ) -> torch.Tensor:
-    """(C, D) class embeddings: the mean over templates of normalised prompt embeddings, renormalised.
-
-    `{c}` is replaced literally (never `str.format`, which would choke on other braces).
-    """
-    prompts = [template.replace("{c}", name) for name in classnames for template in templates]
-    emb = _texts(model, prompts, options, progress, "Embedding class prompts")
+    """(C, D) class embeddings: the mean over templates of normalised prompt embeddings, renormalised."""
+    emb = _texts(model, class_prompts(classnames, templates), options, progress, "Embedding class prompts")
     emb = emb.view(len(classnames), len(templates), -1).mean(dim=1)
     return torch.nn.functional.normalize(emb, dim=-1)
+
+
+def first_twins(classnames: tuple[str, ...], templates: tuple[str, ...]) -> torch.Tensor:
+    """(C,) int64: for each class, the lowest index of a class with the same prompts (itself for most).
+
+    CLIP's ImageNet names hold two 'sunglasses' (836, 837) and two 'missile' (657, 744): such classes
+    get identical embeddings, and the lowest index wins their tie (`metrics.classification_ranks`).
+    """
+    prompts = class_prompts(classnames, templates)
+    first: dict[tuple[str, ...], int] = {}
+    per_class = [tuple(prompts[i * len(templates) : (i + 1) * len(templates)]) for i in range(len(classnames))]
+    return torch.tensor([first.setdefault(p, i) for i, p in enumerate(per_class)], dtype=torch.long)
+
+
+def indistinct_classes(model: Embedder, classnames: tuple[str, ...], templates: tuple[str, ...]) -> list[list[str]]:
+    """Groups of differently named classes whose prompts the model's tokenizer turns into the same tokens.
+
+    A tokenizer whose vocabulary lacks the class names maps them all to its unknown token: their
+    embeddings are then equal, ties count against the model, and accuracy sits at zero with no error.
+    Checked on the first template for every class, then on every template for the suspects.
+    Models without a tokenizer (`token_ids`) are not checked.
+    """
+    token_ids = getattr(model, "token_ids", None)
+    if token_ids is None:
+        return []
+
+    def groups(classes: list[int], chosen: tuple[str, ...]) -> list[list[int]]:
+        ids = token_ids(class_prompts(tuple(classnames[c] for c in classes), chosen))
+        by_tokens: dict[tuple, list[int]] = {}
+        for k, c in enumerate(classes):
+            by_tokens.setdefault(tuple(map(tuple, ids[k * len(chosen) : (k + 1) * len(chosen)])), []).append(c)
+        return [g for g in by_tokens.values() if len({classnames[c] for c in g}) > 1]
+
+    suspects = groups(list(range(len(classnames))), templates[:1])
+    confirmed = [g for group in suspects for g in groups(group, templates)]
+    return [sorted({classnames[c] for c in g}, key=lambda n: classnames.index(n)) for g in confirmed]
 
 
 def evaluate_classification(
@@ -105,10 +151,20 @@ def evaluate_classification(
 ) -> Scores:
     assert data.labels is not None
     started = time.perf_counter()
+    warnings = []
+    alike = indistinct_classes(model, task.classnames, task.templates)
+    if alike:
+        names = sum(len(g) for g in alike)
+        example = ", ".join(repr(n) for n in alike[0][:3])
+        warnings.append(
+            f"{names} classes in {len(alike)} group(s) tokenize identically (e.g. {example}): the tokenizer's vocabulary "
+            "lacks these words, so the model cannot tell them apart; check the tokenizer or the class names"
+        )
     classes = class_embeddings(model, task.classnames, task.templates, options, progress)
     texts_done = time.perf_counter()
     labels = torch.tensor([data.labels[i] for i in images.indices], dtype=torch.long)
-    ranks, predictions = M.classification_ranks(images.embeddings, classes, labels)
+    twins = first_twins(task.classnames, task.templates)
+    ranks, predictions = M.classification_ranks(images.embeddings, classes, labels, twins=twins)
     n = len(task.classnames)
     metrics = M.classification_metrics(ranks, labels, n)
     recalls = M.per_class_recall(ranks, labels, n).tolist()
@@ -126,6 +182,7 @@ def evaluate_classification(
         num_texts=n * len(task.templates),
         timings={"embed_texts_s": texts_done - started, "metrics_s": time.perf_counter() - texts_done},
         per_class_recall={name: (None if r != r else r) for name, r in zip(class_keys(task.classnames), recalls)},
+        warnings=warnings,
     )
 
 
@@ -202,4 +259,5 @@ def evaluate_task(task: Task, model: Embedder, data: TaskData, options: EmbedOpt
         timings={"embed_images_s": embed_images_s, **scores.timings},
         per_class_recall=scores.per_class_recall,
         extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
+        warnings=scores.warnings,
     )

@@ -5,7 +5,8 @@ candidates scoring at least as high as its best true match. Ties therefore
 count against the model, and no result depends on the order of the gallery.
 (When a query has several true matches, e.g. an image with five captions,
 another true match tying with the best one is not a mistake, so only wrong
-candidates are counted.)
+candidates are counted.) The one exception: classes whose prompts are identical
+(CLIP's two ImageNet 'sunglasses') tie by construction, and the lowest index wins.
 
 Similarities are computed in chunks of queries so that memory stays bounded
 by ``chunk_size x gallery`` however large the gallery.
@@ -33,8 +34,25 @@ def _check_embeddings(*tensors: Tensor) -> None:
         raise ValueError(f"embeddings have different widths: {sorted(widths)}")
 
 
+def _check_twins(twins: Tensor, num_classes: int) -> Tensor:
+    twins = twins.to(torch.long)
+    index = torch.arange(num_classes)
+    if twins.shape != (num_classes,) or (twins < 0).any() or (twins > index).any() or (twins[twins] != twins).any():
+        raise ValueError("twins must give, for each of the C classes, the lowest index of its identical classes")
+    return twins
+
+
+def _top(scores: Tensor, k: int) -> Tensor:
+    """The k best classes per row, best first; equal scores in index order (as the rank rule breaks twins' ties)."""
+    values, indices = scores.topk(k, dim=1)
+    by_index = indices.argsort(dim=1)
+    values, indices = values.gather(1, by_index), indices.gather(1, by_index)
+    return indices.gather(1, (-values).argsort(dim=1, stable=True))
+
+
 def classification_ranks(
-    image_emb: Tensor, class_emb: Tensor, labels: Tensor, *, top: int = 5, chunk_size: int = DEFAULT_CHUNK
+    image_emb: Tensor, class_emb: Tensor, labels: Tensor, *, twins: Tensor | None = None, top: int = 5,
+    chunk_size: int = DEFAULT_CHUNK,
 ) -> tuple[Tensor, Tensor]:
     """Rank of the true class for each image, and the top predictions.
 
@@ -42,31 +60,49 @@ def classification_ranks(
         image_emb: (N, D) image embeddings.
         class_emb: (C, D) class embeddings.
         labels: (N,) true class indices in [0, C).
+        twins: (C,) int64, for each class the lowest index of the classes with the same prompts (itself
+            for most). Such classes score alike (their scores are made bit-equal here), and the lowest
+            index wins their tie: the one exception to ties counting against the model, and what
+            CLIP_benchmark's `topk` gives, so what published numbers contain.
         top: how many predictions to return per image (at most C).
 
     Returns:
-        ranks: (N,) int64, 1 = the true class scored strictly highest.
+        ranks: (N,) int64, 1 = the true class scored strictly highest (or tied only with its later twins).
         predictions: (N, min(top, C)) int64 class indices, best first.
 
     >>> img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     >>> cls = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     >>> classification_ranks(img, cls, torch.tensor([0, 0]))[0].tolist()
     [1, 2]
+    >>> twin = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # classes 0 and 1 share their prompts
+    >>> classification_ranks(img[:1].repeat(2, 1), twin, torch.tensor([0, 1]), twins=torch.tensor([0, 0]))[0].tolist()
+    [1, 2]
     """
     _check_embeddings(image_emb, class_emb)
     labels = labels.to(torch.long)
+    num_classes = class_emb.shape[0]
     if labels.shape != (image_emb.shape[0],):  # a (1,) tensor would otherwise broadcast silently
         raise ValueError(f"labels must have shape ({image_emb.shape[0]},), one per image, got {tuple(labels.shape)}")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= class_emb.shape[0]):
-        raise ValueError(f"labels must lie in [0, {class_emb.shape[0]})")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes})")
+    later_twins = None
+    if twins is not None:
+        twins = _check_twins(twins, num_classes)
+        later_twins = torch.bincount(twins[twins != torch.arange(num_classes)], minlength=num_classes)
     class_emb = class_emb.float()
     ranks, preds = [], []
-    k = min(top, class_emb.shape[0])
+    k = min(top, num_classes)
     for start in range(0, image_emb.shape[0], chunk_size):
         scores = image_emb[start : start + chunk_size].float() @ class_emb.T
-        true = scores.gather(1, labels[start : start + chunk_size, None])
-        ranks.append(_count(scores >= true))  # the true class counts itself once
-        preds.append(scores.topk(k, dim=1).indices)
+        chunk_labels = labels[start : start + chunk_size]
+        if twins is not None:
+            scores = scores[:, twins]  # a twin takes its first's score, bit for bit, whatever the matrix kernel did
+        true = scores.gather(1, chunk_labels[:, None])
+        rank = _count(scores >= true)  # the true class counts itself once
+        if later_twins is not None:
+            rank = rank - later_twins[chunk_labels]  # its later twins tie exactly, and lose the tie to it
+        ranks.append(rank)
+        preds.append(_top(scores, k))
     if not ranks:
         return torch.zeros(0, dtype=torch.long), torch.zeros(0, k, dtype=torch.long)
     return torch.cat(ranks), torch.cat(preds)

@@ -226,6 +226,10 @@ class HFDualEncoder:
             self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_text_length, return_tensors="pt")
         )
 
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's token ids as the model sees them (truncated, unpadded)."""
+        return self.tokenizer(texts, truncation=True, max_length=self.max_text_length)["input_ids"]
+
     # -------------------------------------------------------------- model (device)
 
     def _run(self, fn: Any, inputs: dict[str, Tensor], *, raw: bool = False) -> Tensor:

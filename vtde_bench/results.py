@@ -32,6 +32,7 @@ class TaskResult:
     run: dict[str, Any]  # precision, device, batch_size, workers, limit, skip_bad_images, date, timings, versions
     per_class_recall: dict[str, float | None] | None = None
     intervals: dict[str, list[float]] | None = None  # 95% bootstrap interval of each metric, [low, high] fractions
+    warnings: list[str] = field(default_factory=list)  # what may make the numbers mean less than they seem
     schema_version: int = SCHEMA_VERSION
     samples: Any = field(default=None, repr=False, compare=False)  # pandas.DataFrame, not in the JSON
 
@@ -49,7 +50,8 @@ class TaskResult:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise UserError(f"{where}: schema_version {version!r} is not {SCHEMA_VERSION}; rerun the evaluation")
-        known = {"task", "model", "dataset", "metrics", "main_score", "run", "per_class_recall", "intervals", "schema_version"}
+        known = {"task", "model", "dataset", "metrics", "main_score", "run", "per_class_recall", "intervals", "warnings",
+                 "schema_version"}
         missing = {"task", "model", "dataset", "metrics", "main_score", "run"} - set(data)
         if missing:
             raise UserError(f"{where}: not a vtde-bench result (missing {', '.join(sorted(missing))})")
@@ -99,6 +101,8 @@ def _damage(data: dict[str, Any]) -> str | None:
         return "'intervals' is not a [low, high] pair of fractions per metric"
     if data.get("per_class_recall") is not None and not isinstance(data["per_class_recall"], dict):
         return "'per_class_recall' is not an object"
+    if not (isinstance(data.get("warnings", []), list) and all(isinstance(w, str) for w in data.get("warnings", []))):
+        return "'warnings' is not a list of text"
     return None
 
 

@@ -237,6 +237,8 @@ def evaluate(
         timings["bootstrap_s"] = time.perf_counter() - started_ci
         for key, message in outcome.bad_images:
             progress.note(f"{task.name}: skipped bad image {message}")
+        for warning in outcome.warnings:
+            progress.note(f"{task.name}: {warning}")
         result = TaskResult(
             task={"name": task.name, "version": task.version, "type": task.type, "main_metric": task.main_metric,
                   "card": str(task.card_path) if task.card_path else None},
@@ -256,6 +258,7 @@ def evaluate(
             main_score=outcome.metrics[task.main_metric],
             per_class_recall=outcome.per_class_recall,
             intervals=intervals,
+            warnings=outcome.warnings,
             run={
                 "precision": model.precision, "device": str(model.device), "batch_size": options.batch_size,
                 "batch_size_used": min(options.batch_size, getattr(model, "max_batch", None) or options.batch_size),
