@@ -77,11 +77,16 @@ def test_bad_result_files_are_reported(tmp_path, text, message):
         read_result(path)
 
 
-def test_find_existing_matches_on_weights_data_version_and_limit(tmp_path):
-    path = make_result().write(tmp_path)
-    same = dict(weights="w" * 64, dataset="d" * 64, task_version=1, limit=None)
+def test_find_existing_matches_on_weights_data_and_profile(tmp_path):
+    path = make_result(run={"limit": None, "timings": {}, "profile": {"fingerprint": "p" * 64}}).write(tmp_path)
+    same = dict(weights="w" * 64, dataset="d" * 64, profile="p" * 64)
     assert find_existing(path, **same) is not None
-    for change in ({"weights": "x" * 64}, {"dataset": "x" * 64}, {"task_version": 2}, {"limit": 5}):
+    for change in ({"weights": "x" * 64}, {"dataset": "x" * 64}, {"profile": "x" * 64}):
         assert find_existing(path, **{**same, **change}) is None
     path.write_text(path.read_text()[:40])  # a truncated result is recomputed, never trusted
     assert find_existing(path, **same) is None
+
+
+def test_a_result_written_before_profiles_is_never_reused(tmp_path):
+    path = make_result().write(tmp_path)
+    assert find_existing(path, weights="w" * 64, dataset="d" * 64, profile="p" * 64) is None

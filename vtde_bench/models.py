@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -47,6 +48,9 @@ class Embedder(Protocol):
     info: "ModelInfo"
 
     def cache_key(self, kind: str) -> dict[str, Any] | None: ...
+
+    def preprocessing_fingerprint(self, kind: str) -> str | None:
+        """sha256 of what turns inputs of `kind` into model inputs (None when the model's own code does it)."""
 
     def decode(self, data: bytes) -> Any:
         """Image bytes → one item of what `image_inputs` takes (runs in the input workers)."""
@@ -157,6 +161,7 @@ class HFDualEncoder:
         self.tokenizer = processor.tokenizer
         self.info = info
         self.max_batch: int | None = None  # set when CUDA ran out of memory: the largest batch that fits
+        self._preprocessing: dict[str, str] = {}
         config = model.config
         self.info.model_type = getattr(config, "model_type", None)
         self.pad_to_max_length = self.info.model_type in _PAD_TO_MAX_LENGTH
@@ -191,18 +196,28 @@ class HFDualEncoder:
             )
         return image_width
 
+    def preprocessing_fingerprint(self, kind: str) -> str:
+        """sha256 of what turns inputs of `kind` ("images" or "texts") into model inputs.
+
+        Images: the image processor's class and configuration, and whether the batched path runs.
+        Texts: the tokenizer's class, its whole definition (the `tokenizers` JSON, or the vocabulary and
+        the sentencepiece model), its options, the padding rule and the length. Computed once: the
+        tokenizer's JSON is several MB for large vocabularies.
+        """
+        if kind not in self._preprocessing:
+            if kind == "images":
+                config = self.image_processor.to_json_string() if hasattr(self.image_processor, "to_json_string") else repr(self.image_processor)
+                text = f"{type(self.image_processor).__name__}|{config}|batched={self.batched_images is not None}"
+            else:
+                text = f"{type(self.tokenizer).__name__}|{self.pad_to_max_length}|{self.max_text_length}|{_tokenizer_definition(self.tokenizer)}"
+            self._preprocessing[kind] = hashlib.sha256(text.encode()).hexdigest()
+        return self._preprocessing[kind]
+
     def cache_key(self, kind: str) -> dict[str, Any] | None:
         """What embeddings of `kind` ("images" or "texts") depend on besides the inputs themselves."""
-        if kind == "images":
-            config = self.image_processor.to_json_string() if hasattr(self.image_processor, "to_json_string") else repr(self.image_processor)
-            preprocessing = f"{type(self.image_processor).__name__}|{config}|batched={self.batched_images is not None}"
-        else:
-            backend = getattr(self.tokenizer, "backend_tokenizer", None)
-            vocab = backend.to_str() if backend is not None else repr(sorted(self.tokenizer.get_vocab().items()))
-            preprocessing = f"{type(self.tokenizer).__name__}|{self.pad_to_max_length}|{self.max_text_length}|{vocab}"
         return {
             "weights": self.info.weights_fingerprint,
-            "preprocessing": hashlib.sha256(preprocessing.encode()).hexdigest(),
+            "preprocessing": self.preprocessing_fingerprint(kind),
             "precision": self.precision,
             # Kernels differ by device (and memory format), and so do the last bits of the embeddings.
             "device": self.device.type,
@@ -283,6 +298,25 @@ class HFDualEncoder:
         return self.embed_text_inputs(self.text_inputs(texts))
 
 
+# Options that say where a tokenizer was loaded from, not how it tokenizes.
+_LOCATION_OPTIONS = {"name_or_path", "is_local", "local_files_only", "processor_class", "cache_dir", "revision", "token"}
+
+
+def _tokenizer_definition(tokenizer: Any) -> str:
+    """Everything that decides a tokenizer's ids, as text, whatever folder it was loaded from."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        vocabulary = backend.to_str()
+    else:
+        vocabulary = repr(sorted(tokenizer.get_vocab().items()))
+        model = getattr(tokenizer, "sp_model", None)
+        if model is not None and hasattr(model, "serialized_model_proto"):
+            vocabulary += "|" + hashlib.sha256(model.serialized_model_proto()).hexdigest()
+    options = {k: v for k, v in getattr(tokenizer, "init_kwargs", {}).items()
+               if k not in _LOCATION_OPTIONS and not k.endswith("_file")}
+    return vocabulary + "|" + json.dumps(options, sort_keys=True, default=repr)
+
+
 def wants_channels_last(model: Any, device: torch.device) -> bool:
     """Whether to run the model channels-last: for convolutional image towers on CUDA.
 
@@ -342,6 +376,9 @@ class ProtocolEncoder:
         if image_width != text_width:
             raise UserError(f"{self.info.path}: image embeddings have width {image_width} but text embeddings {text_width}")
         return image_width
+
+    def preprocessing_fingerprint(self, kind: str) -> None:
+        return None  # the object's own code turns images and texts into embeddings
 
     def cache_key(self, kind: str) -> dict[str, Any] | None:
         # Only an object that names its own fingerprint can be cached: its weights alone do not

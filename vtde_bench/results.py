@@ -161,19 +161,22 @@ def read_result(path: str | Path) -> TaskResult:
     return TaskResult.from_dict(data, where=str(path))
 
 
-def find_existing(json_path: Path, *, weights: str, dataset: str, task_version: int, limit: int | None) -> TaskResult | None:
-    """The result already on disk for the same weights, data, task version and limit, if it is complete."""
+def find_existing(json_path: Path, *, weights: str, dataset: str, profile: str) -> TaskResult | None:
+    """The result already on disk for the same weights, data and profile fingerprints, if it is complete.
+
+    A result written before results held a profile is never reused: nothing says what made it.
+    """
     if not json_path.is_file():
         return None
     try:
         old = read_result(json_path)
     except UserError:
         return None  # a damaged result is recomputed, never trusted
+    recorded = old.run.get("profile")
     same = (
         old.model.get("weights_fingerprint") == weights
         and old.dataset.get("fingerprint") == dataset
-        and old.task.get("version") == task_version
-        and old.run.get("limit") == limit
+        and isinstance(recorded, dict) and recorded.get("fingerprint") == profile
     )
     return old if same and samples_path(json_path).is_file() else None
 

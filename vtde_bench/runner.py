@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vtde_bench.errors import UserError
+from vtde_bench.profile import run_profile
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.results import TaskResult, find_existing, result_path
 from vtde_bench.tasks import ClassificationTask, Task, load_tasks
+
+
+BOOTSTRAP_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -206,14 +210,15 @@ def evaluate(
         with progress.bar(f"Loading data for {task.name}", total=None):
             data = load_task_data(task, data_dir=options.data_dir, limit=options.limit, progress=progress, cache=cache)
         data_seconds = time.perf_counter() - started
+        profile = run_profile(task, model, limit=options.limit, bootstrap=options.bootstrap, bootstrap_seed=BOOTSTRAP_SEED,
+                              skip_bad_images=options.skip_bad_images)
         json_path = None
         if options.output_dir is not None:
             json_path = result_path(options.output_dir, model.info.slug, task.name)
             # A model without a weights fingerprint cannot be recognised again: always evaluated.
             reusable = not options.overwrite and model.info.weights_fingerprint is not None
             existing = None if not reusable else find_existing(
-                json_path, weights=model.info.weights_fingerprint, dataset=data.fingerprint,
-                task_version=task.version, limit=options.limit,
+                json_path, weights=model.info.weights_fingerprint, dataset=data.fingerprint, profile=profile.fingerprint,
             )
             # Rank 0's view decides for every rank, so that all ranks do the same work.
             existing = shard.gather([existing])[0]
@@ -233,7 +238,8 @@ def evaluate(
         intervals = None
         if options.bootstrap > 0:
             num_classes = len(task.classnames) if isinstance(task, ClassificationTask) else None
-            intervals = bootstrap.intervals(task.type, outcome.samples, num_classes=num_classes, resamples=options.bootstrap)
+            intervals = bootstrap.intervals(task.type, outcome.samples, num_classes=num_classes, resamples=options.bootstrap,
+                                            seed=BOOTSTRAP_SEED)
         timings["bootstrap_s"] = time.perf_counter() - started_ci
         for key, message in outcome.bad_images:
             progress.note(f"{task.name}: skipped bad image {message}")
@@ -263,10 +269,11 @@ def evaluate(
                 "precision": model.precision, "device": str(model.device), "batch_size": options.batch_size,
                 "batch_size_used": min(options.batch_size, getattr(model, "max_batch", None) or options.batch_size),
                 "workers": default_workers() if options.workers is None else options.workers, "limit": options.limit, "limited": options.limit is not None,
-                "skip_bad_images": options.skip_bad_images, "bootstrap_resamples": options.bootstrap, "bootstrap_seed": 0,
+                "skip_bad_images": options.skip_bad_images, "bootstrap_resamples": options.bootstrap, "bootstrap_seed": BOOTSTRAP_SEED,
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "timings": timings, "versions": versions, "world_size": shard.world,
                 "cache": {"enabled": cache is not None, **outcome.extra},
+                "profile": profile.to_dict(),
             },
             samples=outcome.samples,
         )

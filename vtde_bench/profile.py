@@ -1,0 +1,86 @@
+"""A run's profile: everything besides the weights and the data that changes its numbers.
+
+A result on disk is reused only for the same weights fingerprint, the same dataset content
+fingerprint and the same profile fingerprint; the result file holds the profile, so two results
+can be told apart by what made them differ. What is left out on purpose: where the data lies
+and in which layout (the content fingerprint covers the rows), the device, batch size and worker
+count (they move only the last bits of an embedding), and timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+# The library's own protocol: bumped whenever a change of code moves numbers, so that no result
+# computed before it is reused. 2: preprocessing equal to the processor on every image size,
+# transparency on white, twin classes, blank captions kept.
+PROTOCOL = 2
+
+
+def digest(items: Sequence[str] | None) -> str | None:
+    """sha256 of a list of texts (class names, templates, folder names), None for none."""
+    if items is None:
+        return None
+    return hashlib.sha256(json.dumps(list(items), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a result's numbers depend on besides weights and data. Lists are kept as sha256 digests."""
+
+    task_type: str
+    task_version: int
+    main_metric: str
+    split: str
+    config: str | None
+    image_column: str
+    label_column: str | None
+    caption_column: str | None
+    classnames: str | None  # digest of the card's class names, in label order
+    templates: str | None  # digest of the card's templates
+    class_folders: str | None  # digest of the card's class_folders list, or "sorted"
+    limit: int | None
+    precision: str
+    bootstrap: int
+    bootstrap_seed: int
+    skip_bad_images: bool
+    image_preprocessing: str | None  # digest of the image processor's configuration (None: the model's own code)
+    text_preprocessing: str | None  # digest of the tokenizer, its padding rule and length
+    protocol: int = PROTOCOL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fingerprint": self.fingerprint}
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def run_profile(task: Any, model: Any, *, limit: int | None, bootstrap: int, bootstrap_seed: int,
+                skip_bad_images: bool) -> Profile:
+    """The profile of running `model` (an `Embedder`) on `task` (a spec) with these options."""
+    src = task.source
+    folders = src.class_folders
+    return Profile(
+        task_type=task.type,
+        task_version=task.version,
+        main_metric=task.main_metric,
+        split=src.split,
+        config=src.config,
+        image_column=src.image_column,
+        label_column=src.label_column,
+        caption_column=src.caption_column,
+        classnames=digest(getattr(task, "classnames", None)),
+        templates=digest(getattr(task, "templates", None)),
+        class_folders=folders if isinstance(folders, str) or folders is None else digest(folders),
+        limit=limit,
+        precision=model.precision,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
+        skip_bad_images=skip_bad_images,
+        image_preprocessing=model.preprocessing_fingerprint("images"),
+        text_preprocessing=model.preprocessing_fingerprint("texts"),
+    )
