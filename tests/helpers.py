@@ -220,14 +220,17 @@ def write_arrow(folder: Path, split: str, rows, *, kind: str, classnames: Sequen
 
 
 def write_webdataset(folder: Path, split: str, rows, *, kind: str, classnames: Sequence[str] = (), shard_size: int = 7,
-                     ext: str = "png") -> Path:
-    """The CLIP_benchmark layout: `<split>/NN.tar` shards + nshards.txt, classnames.txt, templates, dataset_type.txt."""
+                     ext: str = "png", keys_per_shard: bool = False) -> Path:
+    """The CLIP_benchmark layout: `<split>/NN.tar` shards + nshards.txt, classnames.txt, templates, dataset_type.txt.
+
+    `keys_per_shard`: every shard names its rows from s0000000 again, as shards written separately do.
+    """
     (folder / split).mkdir(parents=True, exist_ok=True)
     shards = [rows[i : i + shard_size] for i in range(0, len(rows), shard_size)]
     for s, shard in enumerate(shards):
         with tarfile.open(folder / split / f"{s}.tar", "w") as tar:
             for j, (image, target) in enumerate(shard):
-                key = f"s{s * shard_size + j:07d}"
+                key = f"s{j if keys_per_shard else s * shard_size + j:07d}"
                 payload = str(target).encode() if kind == "classification" else "\n".join(target).encode()
                 for name, data in ((f"{key}.{ext}", image), (f"{key}.{'cls' if kind == 'classification' else 'txt'}", payload)):
                     info = tarfile.TarInfo(name)

@@ -153,3 +153,45 @@ def test_paired_intervals_equal_percentiles_of_naive_differences_on_shuffled_tab
     for name in expected:
         assert paired[name] == pytest.approx(expected[name], abs=1e-12), name
     assert any(low != high for low, high in paired.values())  # the runs differ, so the check has something to see
+
+
+def _with_identity(samples: pd.DataFrame, rng) -> pd.DataFrame:
+    """Add the `row` and `image_sha256` columns the evaluators write (one image per key here)."""
+    keys = sorted(set(samples["key"]))
+    hashes = {k: f"{rng.integers(0, 2**62):016x}" * 4 for k in keys}
+    rows = {k: i for i, k in enumerate(keys)}
+    return samples.assign(row=samples["key"].map(rows), image_sha256=samples["key"].map(hashes))
+
+
+@pytest.mark.parametrize("kind", ["zeroshot_classification", "retrieval"])
+def test_the_same_rows_in_another_order_and_with_other_keys_give_the_same_intervals(kind):
+    """Issue #13 item 7: the same data in two layouts (row order, keys) gave different intervals."""
+    rng = np.random.default_rng(21)
+    table = classification_samples(rng, n=70) if kind == "zeroshot_classification" else retrieval_samples(rng, n=40)
+    table = _with_identity(table, rng)
+    other = table.sample(frac=1, random_state=5).reset_index(drop=True)
+    renamed = {k: f"shard9/{i}" for i, k in enumerate(sorted(set(other["key"]), reverse=True))}
+    other = other.assign(key=other["key"].map(renamed), row=other["row"].map(lambda r: 1000 - r))
+    a = bootstrap.intervals(kind, table, num_classes=7, resamples=300)
+    b = bootstrap.intervals(kind, other, num_classes=7, resamples=300)
+    assert a == b
+
+
+def test_shards_reusing_keys_keep_their_images_apart():
+    """Two shards that both name their rows s0000000...: grouped by key, two images' captions became one unit."""
+    rng = np.random.default_rng(22)
+    table = _with_identity(retrieval_samples(rng, n=30), rng)
+    clashing = table.assign(key=table["key"].map(lambda k: f"k{int(k[1:]) % 15:03d}"))  # rows 0 and 15 share a key ...
+    assert clashing["key"].nunique() == 15 and clashing["row"].nunique() == 30
+    assert bootstrap.intervals("retrieval", clashing, resamples=300) == bootstrap.intervals("retrieval", table, resamples=300)
+    n_units, _ = bootstrap.statistic_for("retrieval", clashing)
+    assert n_units == 30
+
+
+def test_paired_intervals_pair_by_image_content_across_layouts():
+    rng = np.random.default_rng(23)
+    base = _with_identity(retrieval_samples(rng, n=30), rng)
+    cand = base.assign(rank=np.maximum(1, base["rank"] + rng.integers(-3, 4, len(base))))
+    moved = cand.sample(frac=1, random_state=1).assign(key=lambda t: "other/" + t["key"], row=lambda t: t["row"] + 100)
+    assert bootstrap.paired_difference_intervals("retrieval", moved, base, resamples=200) == \
+        bootstrap.paired_difference_intervals("retrieval", cand, base, resamples=200)

@@ -265,3 +265,19 @@ def test_a_tokenizer_without_the_class_names_warns(tiny_vtde, tmp_path, colour_r
     known = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
                                source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
     assert evaluate(str(tiny_vtde), [str(known)], output_dir=None, workers=0, bootstrap=0)["colours"].warnings == []
+
+
+def test_shards_reusing_keys_and_another_layout_give_the_same_intervals(tmp_path, caption_rows):
+    """Issue #13 item 7, end to end: webdataset shards that each count keys from s0000000, and the same rows
+    in reverse order in parquet, give the intervals of the plain copy."""
+    helpers.write_webdataset(tmp_path / "a", "test", caption_rows, kind="retrieval", shard_size=4)
+    helpers.write_webdataset(tmp_path / "b", "test", caption_rows, kind="retrieval", shard_size=4, keys_per_shard=True)
+    helpers.write_parquet(tmp_path / "c", "test", caption_rows[::-1], kind="retrieval")
+    got = {}
+    for name in "abc":
+        card = helpers.write_card(tmp_path / f"{name}.toml", name=f"caps-{name}", kind="retrieval",
+                                  source={"path": name, "split": "test", "num_samples": len(caption_rows)})
+        got[name] = evaluate(ColourModel(), [str(card)], output_dir=None, workers=0, bootstrap=200)[f"caps-{name}"]
+    assert got["b"].samples["key"].nunique() < len(caption_rows) == got["b"].samples["row"].nunique()
+    assert got["a"].intervals == got["b"].intervals == got["c"].intervals
+    assert got["a"].metrics == got["b"].metrics == got["c"].metrics

@@ -80,15 +80,36 @@ def retrieval_statistic(image_ranks: np.ndarray, caption_ranks: list[np.ndarray]
     return statistic
 
 
+def _in_content_order(samples: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Rows sorted by image content, so that the resamples do not depend on the layout's row order.
+
+    Per-sample files written before they held `image_sha256` keep their row order.
+    """
+    if "image_sha256" not in samples.columns:
+        return samples
+    return samples.sort_values(["image_sha256", *columns], kind="stable").reset_index(drop=True)
+
+
+def _unit(samples: pd.DataFrame) -> str:
+    """The column naming each query's image: its row (unique), or in older files its key."""
+    return "row" if "row" in samples.columns else "key"
+
+
 def statistic_for(task_type: str, samples: pd.DataFrame, num_classes: int | None = None):
-    """(number of images, statistic) for a per-sample table written by the evaluators."""
+    """(number of images, statistic) for a per-sample table written by the evaluators.
+
+    The unit resampled is the image, by its row (two rows sharing a key stay two units), taken in
+    image-content order: the same data in any layout gives the same intervals.
+    """
     if task_type == "zeroshot_classification":
+        samples = _in_content_order(samples, ["label"])
         labels = samples["label"].to_numpy()
         return len(samples), classification_statistic(samples["rank"].to_numpy(), labels, num_classes or int(labels.max()) + 1)
-    images = samples[samples["query"] == "image"]
+    unit = _unit(samples)
+    images = _in_content_order(samples[samples["query"] == "image"], [unit])
     captions = samples[samples["query"] == "text"]
-    by_key = {key: group["rank"].to_numpy() for key, group in captions.groupby("key", sort=False)}
-    caption_ranks = [by_key[key] for key in images["key"]]
+    by_unit = {u: group["rank"].to_numpy() for u, group in captions.groupby(unit, sort=False)}
+    caption_ranks = [by_unit[u] for u in images[unit]]
     return len(images), retrieval_statistic(images["rank"].to_numpy(), caption_ranks)
 
 
@@ -109,10 +130,15 @@ def paired_difference_intervals(
     Raises:
         ValueError: the two tables do not hold the same queries (compare runs on one dataset fingerprint).
     """
-    order = ["key"] if task_type == "zeroshot_classification" else ["query", "key", "caption_index"]
-    candidate = candidate.sort_values(order, kind="stable").reset_index(drop=True)
-    baseline = baseline.sort_values(order, kind="stable").reset_index(drop=True)
-    if not candidate[order].equals(baseline[order]):
+    by_content = "image_sha256" in candidate.columns and "image_sha256" in baseline.columns
+    if not by_content:  # a per-sample file written before tables held image hashes: pair by key, as then
+        candidate, baseline = (t.drop(columns=["image_sha256"], errors="ignore") for t in (candidate, baseline))
+    # Queries pair by image content, so the same data in two layouts (other keys, other row order) pairs.
+    identity = ["image_sha256" if by_content else "key"]
+    identity += ["label"] if task_type == "zeroshot_classification" else ["query", "caption_index"]
+    candidate = candidate.sort_values(identity, kind="stable").reset_index(drop=True)
+    baseline = baseline.sort_values(identity, kind="stable").reset_index(drop=True)
+    if not candidate[identity].equals(baseline[identity]):
         raise ValueError("paired bootstrap needs the same queries in both per-sample tables")
     n_c, stat_c = statistic_for(task_type, candidate, num_classes)
     _, stat_b = statistic_for(task_type, baseline, num_classes)

@@ -48,6 +48,7 @@ class TaskData:
     labels: list[int] | None = None
     captions: list[list[str]] | None = None
     fingerprint: str = ""  # content only: the same rows in any order or layout give the same value
+    image_sha256: list[str] | None = None  # each row's image bytes' sha256, in row order
     order_fingerprint: str = ""  # the image bytes in row order: what cached embeddings, stored by row, depend on
 
     def __len__(self) -> int:
@@ -541,7 +542,7 @@ def load_task_data(
                 "use the complete copy or fix source.num_captions"
             )
 
-    hashes = data.image_hashes(cache, progress, f"Fingerprinting {task.name}")
+    hashes = data.image_sha256 = data.image_hashes(cache, progress, f"Fingerprinting {task.name}")
     data.fingerprint = content_fingerprint(hashes, targets)
     data.order_fingerprint = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
     return data

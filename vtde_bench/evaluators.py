@@ -145,6 +145,15 @@ def indistinct_classes(model: Embedder, classnames: tuple[str, ...], templates: 
     return [sorted({classnames[c] for c in g}, key=lambda n: classnames.index(n)) for g in confirmed]
 
 
+def _identity(data: TaskData, rows: list[int]) -> dict[str, list]:
+    """Per-sample columns that say which image a query belongs to: its row (unique, unlike keys, which two
+    shards may share) and its image's sha256 (the same in every layout: what bootstrap and pairing order by)."""
+    columns: dict[str, list] = {"row": rows}
+    if data.image_sha256 is not None:
+        columns["image_sha256"] = [data.image_sha256[i] for i in rows]
+    return columns
+
+
 def evaluate_classification(
     task: ClassificationTask, model: Embedder, data: TaskData, images: ImageEmbeddings, options: EmbedOptions,
     progress: Progress,
@@ -171,6 +180,7 @@ def evaluate_classification(
     samples = pd.DataFrame(
         {
             "key": [data.keys[i] for i in images.indices],
+            **_identity(data, images.indices),
             "label": labels.numpy(),
             "rank": ranks.numpy(),
             "top5": [row for row in predictions.tolist()],
@@ -216,13 +226,16 @@ def evaluate_retrieval(
     image_ranks, text_ranks = M.retrieval_ranks(images.embeddings, text_emb, torch.tensor(text_to_image))
     metrics = M.retrieval_metrics(image_ranks, text_ranks)
     keys = [data.keys[i] for i in images.indices]
+    caption_rows = [images.indices[p] for p in text_to_image]
     samples = pd.concat(
         [
-            pd.DataFrame({"query": "image", "key": keys, "caption_index": -1, "rank": image_ranks.numpy()}),
+            pd.DataFrame({"query": "image", "key": keys, **_identity(data, images.indices), "caption_index": -1,
+                          "rank": image_ranks.numpy()}),
             pd.DataFrame(
                 {
                     "query": "text",
                     "key": [keys[p] for p in text_to_image],
+                    **_identity(data, caption_rows),
                     "caption_index": caption_index,
                     "rank": text_ranks.numpy(),
                 }
