@@ -209,7 +209,36 @@ def test_webdataset_captions_are_txt_lines(tmp_path):
     (folder / "test" / "nshards.txt").write_text("1\n")
     (folder / "dataset_type.txt").write_text("retrieval\n")
     data = load_task_data(local_task(tmp_path, folder, "retrieval", 1))
-    assert data.captions == [["a red cat", "the red square"]]  # one caption per line, stripped, blank lines dropped
+    # Issue #13 item 8: blank lines were dropped (and lines stripped) while CLIP_benchmark keeps every line as it is.
+    assert data.captions == [["  a red cat ", "", "the red square"]] == [b"  a red cat \n\nthe red square\n".decode().splitlines()]
+    assert data.blank_captions == 1
+
+
+def test_webdataset_shards_may_mix_image_types(tmp_path):
+    """CLIP_benchmark reads webp, png, jpg or jpeg per sample (the first present, in that order); `datasets`
+    refused such a shard as "not in WebDataset format", which we reported as empty or damaged files."""
+    folder = tmp_path / "t"
+    (folder / "test").mkdir(parents=True)
+    pictures = {c: helpers.colour_image(c, seed=i) for i, c in enumerate(("red", "green", "blue", "white", "black"))}
+    members = [("s0.jpg", helpers.encode(pictures["red"], "JPEG")), ("s0.txt", b"one"),
+               ("s1.png", helpers.png_bytes(pictures["green"])), ("s1.txt", b"two"),
+               ("s2.webp", helpers.encode(pictures["blue"], "WEBP", lossless=True)), ("s2.txt", b"three"),
+               ("s3.jpeg", helpers.encode(pictures["white"], "JPEG")), ("s3.txt", b"four"),
+               # two images in one sample: webp comes first in CLIP_benchmark's order
+               ("s4.png", helpers.png_bytes(pictures["red"])), ("s4.webp", helpers.encode(pictures["black"], "WEBP", lossless=True)),
+               ("s4.txt", b"five"), ("s5.jpg", helpers.encode(pictures["green"], "JPEG")), ("s5.txt", b"six")]
+    with tarfile.open(folder / "test" / "0.tar", "w") as tar:
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    (folder / "test" / "nshards.txt").write_text("1\n")
+    data = load_task_data(local_task(tmp_path, folder, "retrieval", 6))
+    assert data.keys == ["s0", "s1", "s2", "s3", "s4", "s5"]
+    means = [np.asarray(decode_image(data.image_bytes(i)), dtype=float).mean(axis=(0, 1)) for i in range(6)]
+    for mean, colour in zip(means, ("red", "green", "blue", "white", "black", "green")):
+        assert np.abs(mean - helpers.COLOURS[colour]).max() < 30
+    assert data.captions == [["one"], ["two"], ["three"], ["four"], ["five"], ["six"]]
 
 
 def test_parquet_plain_string_caption_column(tmp_path, text_rows):
@@ -577,10 +606,9 @@ def test_caption_column_that_is_not_text(tmp_path, text_rows):
     assert_one_line_user_error(excinfo, "int", "not text")
 
 
-@pytest.mark.parametrize("empty", [[], ["", "   "]], ids=["no-captions", "blank-captions"])
-def test_row_without_a_caption(tmp_path, text_rows, empty):
+def test_row_without_a_caption(tmp_path, text_rows):
     rows = list(text_rows[:4])
-    rows[2] = (rows[2][0], empty)
+    rows[2] = (rows[2][0], [])
     folder = tmp_path / "t"
     helpers.write_parquet(folder, "test", rows, kind="retrieval")
     with pytest.raises(UserError) as excinfo:
@@ -590,12 +618,23 @@ def test_row_without_a_caption(tmp_path, text_rows, empty):
 
 def test_webdataset_row_without_a_caption(tmp_path, text_rows):
     rows = list(text_rows[:4])
-    rows[1] = (rows[1][0], [" "])
+    rows[1] = (rows[1][0], [])
     folder = tmp_path / "t"
     helpers.write_webdataset(folder, "test", rows, kind="retrieval")
     with pytest.raises(UserError) as excinfo:
         load_task_data(local_task(tmp_path, folder, "retrieval", 4))
     assert_one_line_user_error(excinfo, "s0000001", "no caption")
+
+
+@pytest.mark.parametrize("layout", ["parquet", "webdataset"])
+def test_blank_captions_are_kept_and_counted(tmp_path, text_rows, layout):
+    """As CLIP_benchmark keeps them: a blank caption is a query like any other (issue #13 item 8)."""
+    rows = list(text_rows[:4])
+    rows[1] = (rows[1][0], ["", "   ", "a red cat"])
+    folder = tmp_path / "t"
+    (helpers.write_parquet if layout == "parquet" else helpers.write_webdataset)(folder, "test", rows, kind="retrieval")
+    data = load_task_data(local_task(tmp_path, folder, "retrieval", 4))
+    assert data.captions[1] == ["", "   ", "a red cat"] and data.blank_captions == 2
 
 
 def test_non_positive_limit(tmp_path, class_rows):

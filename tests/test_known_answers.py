@@ -227,18 +227,18 @@ def test_imagenet_classes_sharing_prompts_embed_alike_and_the_lowest_index_wins(
 def test_every_distinct_caption_is_embedded_once_and_equal_captions_embed_alike(tmp_path):
     """COCO repeats captions across images: each is embedded once, and both copies get one embedding."""
     rows = [(helpers.png_bytes(helpers.colour_image(c, seed=i)), caps) for i, (c, caps) in enumerate(
-        [("red", ["a red car", "a photo"]), ("blue", ["a photo", "a blue car"]), ("green", ["a photo"])])]
+        [("red", ["a red car", "a photo"]), ("blue", ["a photo", "a blue car"]), ("green", ["a photo", ""])])]
     helpers.write_parquet(tmp_path / "r", "test", rows, kind="retrieval")
     card = helpers.write_card(tmp_path / "dups.toml", name="dups", kind="retrieval",
                               source={"path": "r", "split": "test", "num_samples": 3})
     model = HashedTexts()
     result = evaluate(model, [str(card)], output_dir=None, workers=0, bootstrap=0)["dups"]
     embedded = [t for call in model.text_calls for t in call if t != "a photo."]  # the adapter's probe text
-    assert sorted(embedded) == ["a blue car", "a photo", "a red car"]
-    assert result.dataset["num_texts"] == 5
+    assert sorted(embedded) == ["", "a blue car", "a photo", "a red car"]
+    assert result.dataset["num_texts"] == 6 and result.dataset["num_blank_captions"] == 1  # kept, and counted
     # All images embed alike (ones), so every caption ties with every image: ranks count the ties against.
     texts = result.samples[result.samples["query"] == "text"]
-    assert texts["rank"].tolist() == [3, 3, 3, 3, 3]
+    assert texts["rank"].tolist() == [3, 3, 3, 3, 3, 3]
 
 
 def test_a_tokenizer_without_the_class_names_warns(tiny_vtde, tmp_path, colour_rows):

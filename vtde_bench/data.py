@@ -30,23 +30,27 @@ if TYPE_CHECKING:
 
 LAYOUTS = ("arrow", "webdataset", "parquet", "imagefolder")  # the order in which local layouts are tried
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-WDS_IMAGE_COLUMNS = ("webp", "jpg", "jpeg", "png")
+# A webdataset sample's image, in CLIP_benchmark's order of preference (`to_tuple("webp;png;jpg;jpeg")`):
+# shards may mix them, and a sample holding two takes the first.
+WDS_IMAGE_COLUMNS = ("webp", "png", "jpg", "jpeg")
 
 
 @dataclass
 class TaskData:
     """A task's rows in canonical form; images stay on disk until asked for.
 
-    `labels` is set for classification and `captions` for retrieval.
+    `labels` is set for classification and `captions` for retrieval. A row's image is in the
+    first of `image_columns` that holds one (webdataset shards may mix image types).
     """
 
-    dataset: Any  # a datasets.Dataset whose image column is not decoded
-    image_column: str
+    dataset: Any  # a datasets.Dataset whose image columns are not decoded
+    image_columns: tuple[str, ...]
     keys: list[str]
     layout: str
     location: str
     labels: list[int] | None = None
     captions: list[list[str]] | None = None
+    blank_captions: int = 0  # captions that are empty or only whitespace (kept, as CLIP_benchmark keeps them)
     fingerprint: str = ""  # content only: the same rows in any order or layout give the same value
     image_sha256: list[str] | None = None  # each row's image bytes' sha256, in row order
     order_fingerprint: str = ""  # the image bytes in row order: what cached embeddings, stored by row, depend on
@@ -55,13 +59,14 @@ class TaskData:
         return len(self.keys)
 
     def image_bytes(self, index: int) -> bytes:
-        return _as_bytes(self.dataset[index][self.image_column], self.keys[index])
+        row = self.dataset[index]
+        return _as_bytes(_first([row[c] for c in self.image_columns]), self.keys[index], self.image_columns)
 
     def _iter_image_values(self, batch_size: int = 256):
-        """The image column's values in row order, read in batches (much faster than row by row)."""
-        column = self.dataset.select_columns([self.image_column])
-        for batch in column.iter(batch_size=batch_size):
-            yield from batch[self.image_column]
+        """Each row's image value in row order, read in batches (much faster than row by row)."""
+        columns = self.dataset.select_columns(list(self.image_columns))
+        for batch in columns.iter(batch_size=batch_size):
+            yield from map(lambda *values: _first(values), *(batch[c] for c in self.image_columns))
 
     def image_hashes(
         self, cache: "EmbeddingCache | None" = None, progress: Progress | None = None, description: str = "Fingerprinting images"
@@ -82,7 +87,7 @@ class TaskData:
         hashes, from_paths = [], False
         with progress.bar(description, total=len(self)) as bar:
             for value, key in zip(self._iter_image_values(), self.keys):
-                hashes.append(hashlib.sha256(_as_bytes(value, key)).hexdigest())
+                hashes.append(hashlib.sha256(_as_bytes(value, key, self.image_columns)).hexdigest())
                 from_paths = from_paths or (isinstance(value, dict) and value.get("bytes") is None)
                 bar.advance()
         if entry is not None and not from_paths:
@@ -97,10 +102,15 @@ class TaskData:
         for name in files:
             stat = os.stat(name)
             identity.append([os.path.realpath(name), stat.st_size, stat.st_mtime_ns, stat.st_ino])
-        return {"kind": "image-hashes", "files": identity, "rows": len(self), "column": self.image_column}
+        columns = self.image_columns[0] if len(self.image_columns) == 1 else list(self.image_columns)
+        return {"kind": "image-hashes", "files": identity, "rows": len(self), "column": columns}
 
 
-def _as_bytes(value: Any, key: str) -> bytes:
+def _first(values: Sequence[Any]) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _as_bytes(value: Any, key: str, columns: Sequence[str]) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, dict):
@@ -108,7 +118,8 @@ def _as_bytes(value: Any, key: str) -> bytes:
             return value["bytes"]
         if value.get("path"):
             return Path(value["path"]).read_bytes()
-    raise UserError(f"image {key!r} holds no image bytes or path ({type(value).__name__}); check the image column")
+    where = f"column '{columns[0]}'" if len(columns) == 1 else f"any of the columns {', '.join(columns)}"
+    raise UserError(f"image {key!r} holds no image bytes or path in {where}; check the image column (or the shard's files)")
 
 
 # ----------------------------------------------------------------------------- image decoding
@@ -273,12 +284,22 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
-def _load_files(builder: str, folder: Path, pattern: str, split: str, config: str | None) -> Any:
+def _webdataset_features(task: Task) -> Any:
+    """The columns read from CLIP_benchmark shards, declared: `datasets` otherwise infers them from a shard's first
+    five samples, and refuses a shard whose samples mix image types (or drops a type it did not see there)."""
+    import datasets
+
+    target = {"cls": datasets.Value("int64")} if isinstance(task, ClassificationTask) else {"txt": datasets.Value("string")}
+    return datasets.Features({"__key__": datasets.Value("string"), "__url__": datasets.Value("string"),
+                              **{c: datasets.Image(decode=False) for c in WDS_IMAGE_COLUMNS}, **target})
+
+
+def _load_files(builder: str, folder: Path, pattern: str, split: str, config: str | None, features: Any = None) -> Any:
     import datasets
 
     files = _split_files(folder, pattern, split, config)
     try:
-        return datasets.load_dataset(builder, data_files={split: files}, split=split)
+        return datasets.load_dataset(builder, data_files={split: files}, split=split, features=features)
     except ValueError as e:  # also pyarrow's ArrowInvalid; `datasets` raises these for files with no rows
         raise UserError(f"{folder}: cannot read the {pattern} files of split '{split}' ({e}); are they empty or damaged?") from None
 
@@ -305,7 +326,8 @@ def _load_hub(task: Task) -> Any:
         # The CLIP_benchmark repos hold tar shards beside text files; pointing the
         # hub loader at the repo would pick the wrong builder, so name the shards.
         pattern = f"hf://datasets/{src.hub}@{src.revision}/{src.split}/*.tar"
-        return datasets.load_dataset("webdataset", data_files={src.split: pattern}, split=src.split)
+        return datasets.load_dataset("webdataset", data_files={src.split: pattern}, split=src.split,
+                                     features=_webdataset_features(task))
     try:
         return datasets.load_dataset(src.hub, name=src.config, revision=src.revision, split=src.split)
     except ValueError as e:
@@ -317,7 +339,7 @@ def _load_hub(task: Task) -> Any:
 
 @dataclass(frozen=True)
 class _Columns:
-    image: str
+    images: tuple[str, ...]
     target: str
     key: str | None
     captions_are_lines: bool = False
@@ -326,17 +348,15 @@ class _Columns:
 def _columns_for(task: Task, layout: str, dataset: Any) -> _Columns:
     target = task.source.label_column if isinstance(task, ClassificationTask) else task.source.caption_column
     if layout == "webdataset":
-        image = next((c for c in WDS_IMAGE_COLUMNS if c in dataset.column_names), None)
-        if image is None:
-            raise UserError(f"task {task.name}: the webdataset shards hold no image files ({', '.join(WDS_IMAGE_COLUMNS)})")
-        return _Columns(image, "cls" if isinstance(task, ClassificationTask) else "txt", "__key__", captions_are_lines=True)
+        return _Columns(WDS_IMAGE_COLUMNS, "cls" if isinstance(task, ClassificationTask) else "txt", "__key__", captions_are_lines=True)
     if layout == "imagefolder":
-        return _Columns("image", "label", None)
-    return _Columns(task.source.image_column, target or "", task.source.key_column)
+        return _Columns(("image",), "label", None)
+    return _Columns((task.source.image_column,), target or "", task.source.key_column)
 
 
 def _check_columns(task: Task, dataset: Any, columns: _Columns, where: str) -> None:
-    for role, name in (("image_column", columns.image), ("label/caption column", columns.target), ("key_column", columns.key)):
+    for role, name in (*(("image_column", c) for c in columns.images), ("label/caption column", columns.target),
+                       ("key_column", columns.key)):
         if name is not None and name not in dataset.column_names:
             raise UserError(
                 f"task {task.name}: {where} has no column '{name}' ({role}); it has {', '.join(dataset.column_names)}"
@@ -377,18 +397,19 @@ def _imagefolder_labels(task: ClassificationTask, dataset: Any) -> list[int]:
 
 
 def _captions(task: Task, values: Sequence[Any], keys: list[str], lines: bool) -> list[list[str]]:
+    """Each row's captions exactly as the source holds them, blank ones included, as CLIP_benchmark reads them
+    (a webdataset `.txt` is `str.splitlines()`: one caption per line, a final newline ending the last)."""
     out = []
     for key, value in zip(keys, values):
         if isinstance(value, str):
-            caps = [c.strip() for c in value.splitlines()] if lines else [value.strip()]
+            caps = value.splitlines() if lines else [value]
         elif isinstance(value, (list, tuple)) and all(isinstance(c, str) for c in value):
-            caps = [c.strip() for c in value]
+            caps = list(value)
         else:
             raise UserError(
                 f"task {task.name}: the caption of row {key!r} is {type(value).__name__}, "
                 "not text or a list of text; check source.caption_column"
             )
-        caps = [c for c in caps if c]
         if not caps:
             raise UserError(f"task {task.name}: row {key!r} has no caption; every image needs at least one")
         out.append(caps)
@@ -481,7 +502,7 @@ def load_task_data(
         elif layout == "arrow":
             dataset = _load_arrow(folder, src.split)
         elif layout == "webdataset":
-            dataset = _load_files("webdataset", folder, "*.tar", src.split, None)
+            dataset = _load_files("webdataset", folder, "*.tar", src.split, None, features=_webdataset_features(task))
         elif layout == "parquet":
             dataset = _load_files("parquet", folder, "*.parquet", src.split, src.config)
         elif layout == "imagefolder":
@@ -520,11 +541,13 @@ def load_task_data(
 
     columns = _columns_for(task, layout, dataset)
     _check_columns(task, dataset, columns, where)
-    if isinstance(dataset.features.get(columns.image), datasets.Image):
-        dataset = dataset.cast_column(columns.image, datasets.Image(decode=False))
+    for column in columns.images:
+        feature = dataset.features.get(column)
+        if isinstance(feature, datasets.Image) and feature.decode:
+            dataset = dataset.cast_column(column, datasets.Image(decode=False))
     keys = _row_keys(dataset, columns, layout, folder)
 
-    data = TaskData(dataset=dataset, image_column=columns.image, keys=keys, layout=layout, location=where)
+    data = TaskData(dataset=dataset, image_columns=columns.images, keys=keys, layout=layout, location=where)
     if isinstance(task, ClassificationTask):
         if layout == "imagefolder":
             data.labels = _labels(task, _imagefolder_labels(task, dataset), keys)  # folder numbers get the range check too
@@ -534,6 +557,7 @@ def load_task_data(
     else:
         assert isinstance(task, RetrievalTask)
         data.captions = _captions(task, _column(dataset, columns.target), keys, columns.captions_are_lines)
+        data.blank_captions = sum(not c.strip() for caps in data.captions for c in caps)
         targets = data.captions
         total = sum(len(c) for c in data.captions)
         if limit is None and src.num_captions is not None and total != src.num_captions:
@@ -557,7 +581,7 @@ def _row_keys(dataset: Any, columns: _Columns, layout: str, folder: Path | None)
     if columns.key is not None:
         return [str(k) for k in _column(dataset, columns.key)]
     if layout == "imagefolder" and folder is not None:
-        paths = [value["path"] for value in _column(dataset, columns.image)]
+        paths = [value["path"] for value in _column(dataset, columns.images[0])]
         # `datasets` gives absolute, symlink-resolved paths; `folder` may be relative (--data-dir) or a link.
         base = folder.resolve()
         return [str(Path(p).resolve().relative_to(base).with_suffix("")) if p else str(i) for i, p in enumerate(paths)]

@@ -259,6 +259,7 @@ def evaluate(
                 "split": task.source.split, "layout": data.layout, "location": data.location,
                 "fingerprint": data.fingerprint, "num_images": outcome.num_images, "num_texts": outcome.num_texts,
                 "num_bad_images": len(outcome.bad_images), "bad_image_keys": [k for k, _ in outcome.bad_images],
+                **({"num_blank_captions": data.blank_captions} if data.captions is not None else {}),
             },
             metrics=outcome.metrics,
             main_score=outcome.metrics[task.main_metric],
