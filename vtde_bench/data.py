@@ -9,6 +9,7 @@ of captions, plus a content fingerprint that does not depend on the layout.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import io
@@ -23,7 +24,7 @@ from PIL import Image
 
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
-from vtde_bench.tasks import ClassificationTask, RetrievalTask, Task
+from vtde_bench.tasks import SORTED_FOLDERS, ClassificationTask, RetrievalTask, Task
 
 if TYPE_CHECKING:
     from vtde_bench.cache import EmbeddingCache
@@ -366,34 +367,49 @@ def _check_columns(task: Task, dataset: Any, columns: _Columns, where: str) -> N
 def _imagefolder_labels(task: ClassificationTask, dataset: Any) -> list[int]:
     """Map imagefolder folder names to the card's class indices.
 
-    The card's `class_folders` (e.g. ImageNet wnids) map by folder name; else
-    folders named like the card's (unique) classes map by name; integer folder
-    names are class indices (ImageNet-V2 style, never sorted as strings);
-    otherwise there must be one folder per class and they are taken in sorted
-    order, as torchvision's ImageFolder does.
+    - `class_folders = "sorted"` in the card: the folders in sorted order are classes 0..C-1 (torchvision's
+      ImageFolder rule), and there must be one per class;
+    - a `class_folders` file (e.g. ImageNet's wnids): each folder maps by its name in that list;
+    - folders named only with digits are class indices (ImageNet-V2 style, never sorted as strings);
+    - otherwise each folder must be named like one of the card's classes.
+    A folder that matches nothing is an error: never a silent fallback to sorted order, which scrambles
+    every label when one folder is misnamed.
     """
     names = dataset.features["label"].names
     folders = task.source.class_folders
-    lookup = {name: i for i, name in enumerate(folders or task.classnames)}
-    unique = len(lookup) == len(folders or task.classnames)
-    if folders is not None:
-        unknown = [n for n in names if n not in lookup]
-        if unknown:
-            raise UserError(f"task {task.name}: imagefolder class folders {unknown[:3]} are not in the card's class_folders list")
-        mapping = [lookup[n] for n in names]
-    elif unique and all(n in lookup for n in names):
-        mapping = [lookup[n] for n in names]
+    fix = "rename the folder, or map folders to classes with source.class_folders (a file, or \"sorted\")"
+    if folders == SORTED_FOLDERS:
+        if len(names) != len(task.classnames):
+            raise UserError(
+                f"task {task.name}: class_folders = \"sorted\" needs one folder per class, but the imagefolder has "
+                f"{len(names)} folders for {len(task.classnames)} classes"
+            )
+        mapping = list(range(len(names)))
+    elif folders is not None:
+        mapping = _folder_indices(task, names, list(folders), "the card's class_folders list", fix)
     elif all(n.isdigit() for n in names):
         mapping = [int(n) for n in names]
-    elif len(names) == len(task.classnames):
-        mapping = list(range(len(names)))
     else:
-        raise UserError(
-            f"task {task.name}: the imagefolder has {len(names)} class folders but the card has "
-            f"{len(task.classnames)} classes, and the folder names are neither class names nor indices; "
-            "name the folders after the classes"
-        )
+        shared = {n for n in task.classnames if task.classnames.count(n) > 1}
+        ambiguous = [n for n in names if n in shared]
+        if ambiguous:
+            raise UserError(
+                f"task {task.name}: the imagefolder's class folder {ambiguous[0]!r} is the name of several classes; "
+                "list each class's folder in source.class_folders"
+            )
+        mapping = _folder_indices(task, names, list(task.classnames), "the card's class names", fix)
     return [mapping[x] for x in _column(dataset, "label")]
+
+
+def _folder_indices(task: Task, names: list[str], choices: list[str], what: str, fix: str) -> list[int]:
+    lookup = {name: i for i, name in reversed(list(enumerate(choices)))}
+    for name in names:
+        if name not in lookup:
+            hint = difflib.get_close_matches(name, choices, n=1)
+            close = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise UserError(f"task {task.name}: the imagefolder's class folder {name!r} is not in {what}{close} "
+                            f"({fix})")
+    return [lookup[n] for n in names]
 
 
 def _captions(task: Task, values: Sequence[Any], keys: list[str], lines: bool) -> list[list[str]]:

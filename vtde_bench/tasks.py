@@ -56,7 +56,9 @@ class Source:
     label_column: str | None = None
     caption_column: str | None = None
     key_column: str | None = None
-    class_folders: tuple[str, ...] | None = None  # imagefolder copies: folder name of each class, in label order
+    # Imagefolder copies: the folder name of each class in label order, or "sorted" (folders in sorted order are
+    # the classes, torchvision's ImageFolder rule). None: folders are named after the classes, or are class indices.
+    class_folders: tuple[str, ...] | str | None = None
     num_captions: int | None = None  # retrieval: total captions, checked on load when given
 
     def describe(self) -> str:
@@ -197,6 +199,16 @@ class _Card:
         return lines
 
 
+SORTED_FOLDERS = "sorted"
+
+
+def _class_folders(card: _Card, value: str | None) -> tuple[str, ...] | str | None:
+    """`source.class_folders`: a file with one folder name per class, or "sorted" (torchvision's ImageFolder order)."""
+    if value is None or value == SORTED_FOLDERS:
+        return value
+    return card.lines("source.class_folders", value)
+
+
 def load_card(path: str | Path) -> Task:
     """Parse and validate one task card.
 
@@ -249,7 +261,7 @@ def load_card(path: str | Path) -> Task:
         label_column=src.get("label_column", "label") if kind == CLASSIFICATION else None,
         caption_column=src.get("caption_column", "captions") if kind == RETRIEVAL else None,
         key_column=src.get("key_column"),
-        class_folders=card.lines("source.class_folders", src["class_folders"]) if "class_folders" in src else None,
+        class_folders=_class_folders(card, src.get("class_folders")),
         num_captions=src.get("num_captions"),
     )
     if kind == CLASSIFICATION and "num_captions" in src:
@@ -270,7 +282,7 @@ def load_card(path: str | Path) -> Task:
         for template in templates:
             if "{c}" not in template:
                 raise card.fail("prompts.templates", f"template {template!r} has no '{{c}}' placeholder for the class name")
-        if source.class_folders is not None and len(source.class_folders) != len(classnames):
+        if isinstance(source.class_folders, tuple) and len(source.class_folders) != len(classnames):
             raise card.fail("source.class_folders", f"lists {len(source.class_folders)} folders for {len(classnames)} classes")
         task = ClassificationTask(**common, classnames=classnames, templates=templates)
     if "main_metric" in top:
