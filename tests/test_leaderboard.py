@@ -240,3 +240,44 @@ def test_written_path_with_brackets_is_printed_whole(tmp_path, capsys):
     out = tmp_path / "[bold]board[/bold].md"
     assert main(["leaderboard", str(tmp_path / "r"), "--no-published", "--format", "markdown", "--output", str(out)]) == 0
     assert out.is_file() and "[bold]board[/bold].md" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_rows_missing_a_task_of_the_set_get_no_rank_and_no_average(tmp_path, capsys):
+    """Issue #13 item 5: a model that ran one easy task ranked above one that ran it and a hard one, and a
+    published row with one task sorted above every model."""
+    easy = {"acc1": 0.9, "acc5": 0.99, "mean_per_class_recall": 0.9}
+    write_result(tmp_path / "r", slug="easy-only", task="easy", metrics=easy)
+    write_result(tmp_path / "r", slug="both", task="easy", metrics={**easy, "acc1": 0.8})
+    write_result(tmp_path / "r", slug="both", task="hard", metrics={**easy, "acc1": 0.3})
+    (tmp_path / "cb").mkdir()
+    (tmp_path / "cb" / "easy.json").write_text(json.dumps(
+        {"dataset": "easy", "model": "ViT-X", "pretrained": "p", "task": "zeroshot_classification",
+         "metrics": {"acc1": 0.99}, "language": "en"}))
+    data = board_json(str(tmp_path / "r"), str(tmp_path / "cb"), "--no-published", capsys=capsys)
+    main_rows = [r for r in data["rows"] if r["section"] == "main"]
+    assert [(r["model"], r["rank"], r["average"]) for r in main_rows] == [("both", 1, pytest.approx(0.55))]
+    flagged = {r["model"]: r for r in data["rows"] if r["section"] == "flagged"}
+    assert flagged["easy-only"]["flags"] == ["missing hard"] and flagged["easy-only"]["average"] is None
+    assert flagged["ViT-X / p (CLIP_benchmark)"]["flags"] == ["missing hard"] and flagged["easy-only"]["rank"] is None
+    capsys.readouterr()
+    assert main(["leaderboard", str(tmp_path / "r"), "--no-published", "--format", "markdown"]) == 0
+    text = capsys.readouterr().out
+    assert "missing hard" in text.split("### Flagged, not ranked")[1]
+
+
+def test_group_fixes_the_task_set(tmp_path, capsys):
+    """--group standard: the five standard tasks are the columns; the published rows have all five, our one-task row
+    misses four and is not ranked above them."""
+    write_result(tmp_path, slug="mine", task="cifar10", metrics={"acc1": 0.99, "acc5": 1.0, "mean_per_class_recall": 0.99})
+    write_result(tmp_path, slug="mine", task="colours", metrics={"acc1": 0.5, "acc5": 1.0, "mean_per_class_recall": 0.5})
+    data = board_json(str(tmp_path), "--group", "standard", capsys=capsys)
+    assert [t["name"] for t in data["tasks"]] == ["cifar10", "cifar100", "imagenet1k", "flickr30k", "mscoco"]
+    rows = {r["model"]: r for r in data["rows"]}
+    assert rows["mine"]["section"] == "flagged" and rows["mine"]["flags"] == ["missing cifar100, imagenet1k, flickr30k, mscoco"]
+    assert "colours" not in rows["mine"]["scores"]
+    published = [r for r in data["rows"] if r["source"] == "published"]
+    assert published and all(r["section"] == "main" and r["average"] is not None and r["rank"] is None for r in published)
+    capsys.readouterr()
+    assert main(["leaderboard", str(tmp_path), "--group", "standrad"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'standard'?" in err and len(err.strip().splitlines()) == 1

@@ -1,8 +1,11 @@
 """The leaderboard: a models × tasks table of main scores, averages and ranks. Pure: builds and renders, never prints.
 
 Rules:
-- A cell is the task's main metric (a fraction). Averages are over the tasks a row has: one per
-  task type, and `average`, the mean over all its tasks (not of the type averages).
+- A cell is the task's main metric (a fraction). Rows are ranked and averaged over one fixed task
+  set: a group's tasks (`--group`), or else every task that one of our own full runs has. Averages
+  are over that set: one per task type, and `average`, the mean over all of it (not of the type
+  averages). A row missing any of those tasks has no average and no rank; it is listed in the
+  flagged section with the tasks it misses (so one easy task never ranks above two hard ones).
 - Our own results run with `--limit`, or on a task version or dataset fingerprint other than the
   majority of full runs of that task, are flagged: they go to a separate, unranked section, each
   with its reason. A model with both kinds gets a row in each section.
@@ -113,8 +116,28 @@ def _columns(records: Sequence[Record]) -> list[Column]:
     return sorted(columns, key=lambda c: (order.get(c.task_type, 2), c.task))
 
 
-def build(records: Sequence[Record]) -> Leaderboard:
+def _task_set(records: Sequence[Record], columns: list[Column]) -> list[str]:
+    """The tasks every ranked row must have: those of our own full runs (else of whatever is there)."""
+    full = {r.task for r in records if r.source == OURS and not r.limited}
+    if not full:
+        full = {r.task for r in records if r.source != "published"} or {r.task for r in records}
+    return [c.task for c in columns if c.task in full]
+
+
+def _card_column(task: str) -> Column:
+    """A column for a task of the requested group that no record has (everyone misses it)."""
+    from vtde_bench.tasks import load_tasks
+
+    (spec,) = load_tasks([task])
+    return Column(task, spec.type, spec.main_metric)
+
+
+def build(records: Sequence[Record], *, tasks: Sequence[str] | None = None) -> Leaderboard:
     """The leaderboard of `records` (our own results and any published or imported rows).
+
+    Rows are ranked and averaged over one fixed task set: `tasks` (a group's) when given, else every
+    task that one of our own full runs has. A row missing any of them gets no rank and no average,
+    and is listed with the tasks it misses. With `tasks`, only those tasks are shown.
 
     Published rows count only on the tasks that the other records have; when there are no
     other records, all their tasks are shown.
@@ -126,6 +149,12 @@ def build(records: Sequence[Record]) -> Leaderboard:
         raise UserError("no results to rank; run 'vtde-bench run' first or name result folders")
     non_published = [r for r in records if r.source != "published"]
     columns = _columns(non_published or records)
+    if tasks is not None:
+        found = {c.task: c for c in _columns(records)}
+        columns = [found.get(t) or _card_column(t) for t in dict.fromkeys(tasks)]
+        required = [c.task for c in columns]
+    else:
+        required = _task_set(records, columns)
     by_task = {c.task: c for c in columns}
     flags = _flags(records)
     rows: dict[tuple[str, str, bool], Row] = {}
@@ -147,14 +176,19 @@ def build(records: Sequence[Record]) -> Leaderboard:
             row.intervals[r.task] = r.intervals[column.main_metric]
         row.flags += why
     for row in rows.values():
+        missing = [t for t in required if t not in row.scores]
+        if missing:
+            if not row.flags:  # a row otherwise ranked (or sorted among the ranked) says what it lacks
+                row.flags.append("missing " + ", ".join(missing))
+            continue  # an average over another set of tasks compares with nothing: none
         for kind in {c.task_type for c in columns}:
-            values = [row.scores[c.task] for c in columns if c.task_type == kind and c.task in row.scores]
+            values = [row.scores[c.task] for c in columns if c.task_type == kind and c.task in required]
             if values:
                 row.averages[kind] = sum(values) / len(values)
-        row.average = sum(row.scores.values()) / len(row.scores)
+        row.average = sum(row.scores[t] for t in required) / len(required) if required else None
 
     def order(row: Row) -> tuple:
-        return (-(row.average or 0.0), row.model)
+        return (row.average is None, -(row.average or 0.0), row.model)
 
     ranked = sorted((r for r in rows.values() if not r.flagged), key=order)
     flagged = sorted((r for r in rows.values() if r.flagged), key=order)
@@ -269,6 +303,7 @@ def to_markdown(board: Leaderboard) -> str:
              _markdown_table(*section(board, board.ranked, flagged=False))]
     if board.flagged:
         parts += ["", "### Flagged, not ranked", "",
-                  "Run with `--limit`, or on a task version or dataset other than the rest: not comparable with the table above.", "",
+                  "Run with `--limit`, on a task version or dataset other than the rest, or missing tasks of the ranked set: "
+                  "not comparable with the table above.", "",
                   _markdown_table(*section(board, board.flagged, flagged=True))]
     return "\n".join(parts) + "\n"

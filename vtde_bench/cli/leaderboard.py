@@ -19,6 +19,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="table", choices=FORMATS, help="table (default), markdown, csv, json (fractions) or html")
     p.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
     p.add_argument("--no-published", action="store_true", help="leave out the published reference rows")
+    p.add_argument("--group", metavar="NAME", help="rank and average over this task group's tasks (default: every task "
+                                                  "of a full run given); rows missing one are listed without a rank")
     p.set_defaults(handler=_leaderboard)
 
 
@@ -27,12 +29,13 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from vtde_bench.collect import load_records, published_records
     from vtde_bench.results import atomic_write
 
+    tasks = _group_tasks(args.group) if args.group is not None else None  # a typo fails before any result is read
     records = load_records(args.results)
     if not records:
         from vtde_bench.errors import UserError
 
         raise UserError(f"no results in {' '.join(map(str, args.results))}; run 'vtde-bench run' first or name result folders")
-    board = leaderboard.build(records + ([] if args.no_published else published_records()))
+    board = leaderboard.build(records + ([] if args.no_published else published_records()), tasks=tasks)
     if args.format == "table" and args.output is None:
         report.print_leaderboard(board)
         return EXIT_OK
@@ -51,3 +54,17 @@ def _leaderboard(args: argparse.Namespace) -> int:
         atomic_write(args.output, lambda f: f.write(data), where="--output path")
         report.print_written(args.output)
     return EXIT_OK
+
+
+def _group_tasks(name: str) -> tuple[str, ...]:
+    import difflib
+
+    from vtde_bench.errors import UserError
+    from vtde_bench.tasks import groups
+
+    known = groups()
+    if name not in known:
+        hint = difflib.get_close_matches(name, list(known), n=1)
+        fix = f"did you mean '{hint[0]}'?" if hint else f"groups: {', '.join(known)}"
+        raise UserError(f"--group {name!r} is not a task group; {fix}")
+    return known[name]
