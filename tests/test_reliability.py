@@ -308,6 +308,8 @@ def test_unusual_image_modes_embed_like_their_rgb_pixels(tiny_vtde, tmp_path):
     from vtde_bench.models import load_model
     from vtde_bench.tasks import load_card
 
+    from transformers.image_transforms import convert_to_rgb
+
     rng = np.random.default_rng(0)
     rgb = np.clip(rng.normal(90, 40, size=(32, 32, 3)), 0, 255).astype(np.uint8)  # dark and varied: white would hide the 16-bit trap
     rgb[:, :, 0] = np.linspace(0, 255, 32, dtype=np.uint8)  # a ramp across the full range
@@ -320,7 +322,8 @@ def test_unusual_image_modes_embed_like_their_rgb_pixels(tiny_vtde, tmp_path):
         "rgb": (helpers.encode(Image.fromarray(rgb)), rgb),
         "cmyk": (helpers.encode(Image.fromarray(rgb).convert("CMYK"), "TIFF"), rgb),  # lossless: RGB → CMYK → RGB is exact
         "l": (helpers.encode(Image.fromarray(gray)), np.repeat(gray[:, :, None], 3, axis=2)),
-        "rgba": (helpers.encode(Image.fromarray(rgba, "RGBA")), rgb),  # alpha dropped, as the checkpoints' processors do
+        # composited onto white, as transformers' processors do (convert_to_rgb)
+        "rgba": (helpers.encode(Image.fromarray(rgba, "RGBA")), convert_to_rgb(Image.fromarray(rgba, "RGBA"), return_numpy=True)),
         "p": (helpers.encode(palette), np.array(palette.getpalette(), dtype=np.uint8).reshape(-1, 3)[np.asarray(palette)]),
         "i16": (helpers.encode(wide), np.repeat(gray[:, :, None], 3, axis=2)),
     }
