@@ -110,7 +110,7 @@ def test_classes_sharing_a_name_keep_one_recall_each_and_compare_pairs_them(tmp_
     """CLIP's ImageNet names repeat ('missile', 'sunglasses'): keyed by name alone, their recalls collided
     and `compare --paired` indexed past the end of a 998-class array."""
     from vtde_bench.cli import main
-    from vtde_bench.evaluators import class_keys
+    from vtde_bench.kinds.classification import class_keys
 
     names = ("red", "green", "blue", "yellow", "black", "red")
     assert class_keys(names) == ["red (0)", "green", "blue", "yellow", "black", "red (5)"]
@@ -136,7 +136,8 @@ def test_two_instances_of_a_model_class_without_fingerprint_are_never_mistaken_f
 
 def test_class_embeddings_average_normalised_prompt_embeddings_then_renormalise():
     """CLIP's prompt ensembling, against a hand computation with prompt vectors of different lengths and directions."""
-    from vtde_bench.evaluators import EmbedOptions, class_embeddings
+    from vtde_bench.evaluators import EmbedOptions
+    from vtde_bench.kinds.classification import class_embeddings
     from vtde_bench.models import as_dual_encoder
     from vtde_bench.progress import NullProgress
 
@@ -198,7 +199,8 @@ def test_imagenet_classes_sharing_prompts_embed_alike_and_the_lowest_index_wins(
     the 100 images of 836 could never be right (acc1 0.1-0.2 points under the published protocol), and the
     'missile' pair differed by 4e-9 because the prompts fell in different text chunks."""
     from vtde_bench import metrics as M
-    from vtde_bench.evaluators import EmbedOptions, class_embeddings, first_twins
+    from vtde_bench.evaluators import EmbedOptions
+    from vtde_bench.kinds.classification import class_embeddings, first_twins
     from vtde_bench.models import as_dual_encoder
     from vtde_bench.progress import NullProgress
     from vtde_bench.tasks import load_tasks

@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vtde_bench.metrics as M
+from vtde_bench.kinds.classification import scores_from_ranks as classification_metrics
+from vtde_bench.kinds.retrieval import scores_from_ranks as retrieval_metrics
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=True)
 
@@ -246,7 +248,7 @@ def test_retrieval_known_answer():
     image_ranks, text_ranks = M.retrieval_ranks(img, txt, t2i)
     assert image_ranks.tolist() == [2, 3, 1]
     assert text_ranks.tolist() == [2, 3, 2, 1]
-    metrics = M.retrieval_metrics(image_ranks, text_ranks)
+    metrics = retrieval_metrics(image_ranks, text_ranks)
     assert metrics["image_to_text_recall@1"] == pytest.approx(1 / 3)
     assert metrics["text_to_image_recall@1"] == pytest.approx(1 / 4)
     assert metrics["mean_recall@1"] == pytest.approx(7 / 24)
@@ -290,7 +292,7 @@ def test_recall_and_per_class_known_answers():
     pcr = M.per_class_recall(ranks, labels, 5).tolist()
     assert pcr[:2] == [0.5, 0.5] and math.isnan(pcr[2]) and pcr[3] == 1.0 and math.isnan(pcr[4])
     assert M.mean_per_class_recall(ranks, labels, 5) == pytest.approx(2 / 3)
-    assert M.classification_metrics(ranks, labels, 5) == pytest.approx({"acc1": 0.6, "acc5": 0.8, "mean_per_class_recall": 2 / 3})
+    assert classification_metrics(ranks, labels, 5) == pytest.approx({"acc1": 0.6, "acc5": 0.8, "mean_per_class_recall": 2 / 3})
 
 
 # ----------------------------------------------------------------------------- order invariance and chunking
@@ -311,7 +313,7 @@ def test_permuting_the_classes_never_changes_classification_ranks(seed):
     new_labels = torch.tensor(_inverse(perm))[labels]  # class c now sits at position inv[c]
     ranks2, _ = M.classification_ranks(images, classes[torch.tensor(perm)], new_labels, chunk_size=4)
     assert ranks2.tolist() == ranks.tolist()
-    assert M.classification_metrics(ranks2, labels, 7) == M.classification_metrics(ranks, labels, 7)
+    assert classification_metrics(ranks2, labels, 7) == classification_metrics(ranks, labels, 7)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -319,20 +321,20 @@ def test_permuting_captions_or_images_never_changes_retrieval_metrics(seed):
     """Gallery order invariance for retrieval, with text_to_image permuted consistently, on tie-heavy data."""
     images, texts, t2i = tied_retrieval_problem(seed, n=10, dim=2)
     image_ranks, text_ranks = M.retrieval_ranks(images, texts, t2i)
-    metrics = M.retrieval_metrics(image_ranks, text_ranks)
+    metrics = retrieval_metrics(image_ranks, text_ranks)
     rng = np.random.default_rng(seed)
 
     pc = rng.permutation(len(t2i))  # captions
     ir, tr = M.retrieval_ranks(images, texts[torch.tensor(pc)], t2i[torch.tensor(pc)], chunk_size=3)
     assert ir.tolist() == image_ranks.tolist()
     assert tr.tolist() == text_ranks[torch.tensor(pc)].tolist()
-    assert M.retrieval_metrics(ir, tr) == metrics
+    assert retrieval_metrics(ir, tr) == metrics
 
     pi = rng.permutation(len(images))  # images
     ir, tr = M.retrieval_ranks(images[torch.tensor(pi)], texts, torch.tensor(_inverse(pi))[t2i], chunk_size=4)
     assert ir.tolist() == image_ranks[torch.tensor(pi)].tolist()
     assert tr.tolist() == text_ranks.tolist()
-    assert M.retrieval_metrics(ir, tr) == metrics
+    assert retrieval_metrics(ir, tr) == metrics
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 7, 64, 65, 1000])
@@ -368,7 +370,7 @@ def test_classification_metrics_match_naive(seed, c):
     expected = {"acc1": naive_recall(ranks, 1), "mean_per_class_recall": sum(present) / len(present)}
     if c >= 5:
         expected["acc5"] = naive_recall(ranks, 5)
-    got = M.classification_metrics(ranks, labels, c)
+    got = classification_metrics(ranks, labels, c)
     assert set(got) == set(expected)
     assert got == pytest.approx(expected, abs=1e-12)
     assert all(0.0 <= v <= 1.0 for v in got.values())
@@ -380,7 +382,7 @@ def test_retrieval_metrics_match_naive(seed):
     """Recall@{1,5,10} both ways and mean_recall@1 = mean of the two R@1, as fractions."""
     images, texts, t2i = retrieval_problem(seed, n=15, dim=3, levels=2)
     image_ranks, text_ranks = M.retrieval_ranks(images, texts, t2i)
-    got = M.retrieval_metrics(image_ranks, text_ranks)
+    got = retrieval_metrics(image_ranks, text_ranks)
     expected = {}
     for k in (1, 5, 10):
         expected[f"image_to_text_recall@{k}"] = naive_recall(image_ranks, k)
@@ -458,7 +460,7 @@ def test_property_classification_ranks(inputs):
     assert torch.equal(M.classification_ranks(images, classes, labels)[0], ranks)
     permuted, _ = M.classification_ranks(images, classes[torch.tensor(perm)], torch.tensor(_inverse(perm))[labels], chunk_size=chunk)
     assert torch.equal(permuted, ranks)
-    metrics = M.classification_metrics(ranks, labels, c)
+    metrics = classification_metrics(ranks, labels, c)
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     assert ("acc5" in metrics) == (c >= 5)
     recalls = [M.recall_at_k(ranks, k) for k in range(1, c + 2)]
@@ -479,14 +481,14 @@ def test_property_retrieval_ranks(inputs):
     unchunked = M.retrieval_ranks(images, texts, t2i)
     assert torch.equal(unchunked[0], image_ranks) and torch.equal(unchunked[1], text_ranks)
 
-    metrics = M.retrieval_metrics(image_ranks, text_ranks)
+    metrics = retrieval_metrics(image_ranks, text_ranks)
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
     pc_t = torch.tensor(pc)
     ir, tr = M.retrieval_ranks(images, texts[pc_t], t2i[pc_t], chunk_size=chunk)
     assert torch.equal(ir, image_ranks) and torch.equal(tr, text_ranks[pc_t])
     ir, tr = M.retrieval_ranks(images[torch.tensor(pi)], texts, torch.tensor(_inverse(pi))[t2i], chunk_size=chunk)
     assert torch.equal(ir, image_ranks[torch.tensor(pi)]) and torch.equal(tr, text_ranks)
-    assert M.retrieval_metrics(ir, tr) == metrics
+    assert retrieval_metrics(ir, tr) == metrics
 
 
 @HYPOTHESIS
@@ -515,13 +517,13 @@ def test_property_classification_metrics_match_naive_and_ignore_query_order(inpu
     expected = {"acc1": naive_recall(naive, 1), "mean_per_class_recall": sum(present) / len(present)}
     if c >= 5:
         expected["acc5"] = naive_recall(naive, 5)
-    got = M.classification_metrics(ranks, labels, c)
+    got = classification_metrics(ranks, labels, c)
     assert got == pytest.approx(expected, abs=1e-12)
     assert all(0.0 <= v <= 1.0 for v in got.values()) and got["acc1"] <= got.get("acc5", 1.0)
     order = torch.tensor(data.draw(st.permutations(range(len(labels)))), dtype=torch.long)
     shuffled, _ = M.classification_ranks(images[order], classes, labels[order], chunk_size=chunk)
     assert torch.equal(shuffled, ranks[order])
-    assert M.classification_metrics(shuffled, labels[order], c) == pytest.approx(got, abs=1e-12)
+    assert classification_metrics(shuffled, labels[order], c) == pytest.approx(got, abs=1e-12)
 
 
 @HYPOTHESIS
@@ -530,7 +532,7 @@ def test_property_retrieval_metrics_match_naive_and_grow_with_k(inputs):
     """Recall@{1,5,10} both ways on any small tie-heavy input: the naive fractions, non-decreasing in k, and
     mean_recall@1 the mean of the two R@1."""
     images, texts, t2i, chunk, _, _ = inputs
-    got = M.retrieval_metrics(*M.retrieval_ranks(images, texts, t2i, chunk_size=chunk))
+    got = retrieval_metrics(*M.retrieval_ranks(images, texts, t2i, chunk_size=chunk))
     for way, naive in zip(("image_to_text", "text_to_image"), naive_retrieval_ranks(images, texts, t2i)):
         values = [got[f"{way}_recall@{k}"] for k in (1, 5, 10)]
         assert values == [naive_recall(naive, k) for k in (1, 5, 10)]

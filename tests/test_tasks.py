@@ -19,7 +19,9 @@ import pytest
 import helpers
 import vtde_bench.tasks as T
 from vtde_bench.errors import UserError
-from vtde_bench.tasks import ClassificationTask, RetrievalTask, load_card, load_tasks, tasks_dir
+from vtde_bench.kinds import get_kind
+from vtde_bench.kinds.classification import ClassificationTask
+from vtde_bench.tasks import load_card, load_tasks, tasks_dir
 
 # ----------------------------------------------------------------------------- building cards
 
@@ -105,7 +107,8 @@ def test_valid_classification_card_parses_into_a_frozen_spec(tmp_path):
                      templates="a photo of a {c}.\n\nthe {c}.\n")
     task = load_card(path)
     assert isinstance(task, ClassificationTask)
-    assert (task.name, task.version, task.description, task.type) == ("toy", 1, "a toy classification task", T.CLASSIFICATION)
+    assert (task.name, task.version, task.description, task.type) == ("toy", 1, "a toy classification task", "zeroshot_classification")
+    assert task.kind is get_kind("zeroshot_classification")
     assert task.classnames == ("cat", "dog", "bird")  # blank lines ignored, whitespace stripped
     assert task.templates == ("a photo of a {c}.", "the {c}.")
     assert task.source.split == "test" and task.source.num_samples == 12 and task.source.format == "parquet"
@@ -123,12 +126,14 @@ def test_valid_classification_card_parses_into_a_frozen_spec(tmp_path):
 def test_valid_retrieval_card_parses_into_a_frozen_spec(tmp_path):
     path = make_card(tmp_path, RETRIEVAL_CARD, classnames=None, templates=None, main_metric="image_to_text_recall@5")
     task = load_card(path)
-    assert isinstance(task, RetrievalTask)
-    assert (task.name, task.version, task.type) == ("toyret", 2, T.RETRIEVAL)
+    assert task.kind is get_kind("retrieval") and not isinstance(task, ClassificationTask)
+    assert (task.name, task.version, task.type) == ("toyret", 2, "retrieval")
     assert task.source.hub == "org/toy-captions" and task.source.revision.startswith("0123456789ab")
     assert task.source.caption_column == "caps" and task.source.label_column is None and task.source.path is None
     assert task.source.describe() == "org/toy-captions@0123456789ab"
-    assert task.metrics == T.RETRIEVAL_METRICS
+    assert task.metrics == tuple(m.name for m in get_kind("retrieval").metrics) == (
+        "image_to_text_recall@1", "image_to_text_recall@5", "image_to_text_recall@10", "text_to_image_recall@1",
+        "text_to_image_recall@5", "text_to_image_recall@10", "mean_recall@1")
     assert task.main_metric == "image_to_text_recall@5"
     with pytest.raises(dataclasses.FrozenInstanceError):
         task.version = 3  # type: ignore[misc]
@@ -447,7 +452,7 @@ def test_load_tasks_by_name_and_string(fake_registry):
     assert names(load_tasks("alpha")) == ["alpha"]
     assert names(load_tasks(["beta", "alpha"])) == ["beta", "alpha"]
     assert names(load_tasks(("gamma_cards",))) == ["gamma"]  # the registry key is the file stem
-    assert isinstance(load_tasks("beta")[0], RetrievalTask)
+    assert load_tasks("beta")[0].type == "retrieval"
 
 
 def test_load_tasks_expands_groups_in_order(fake_registry):

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from vtde_bench.errors import UserError
+from vtde_bench.kinds import Kind, kind_of_clip_benchmark_task, kind_of_metrics
 from vtde_bench.results import TaskResult, samples_path
 
 OURS, PUBLISHED, CLIP_BENCHMARK = "vtde-bench", "published", "clip_benchmark"
-CLASSIFICATION, RETRIEVAL = "zeroshot_classification", "retrieval"
-DEFAULT_MAIN = {CLASSIFICATION: "acc1", RETRIEVAL: "mean_recall@1"}
 
 # CLIP_benchmark's dataset names (after any `wds/` and `vtab/` prefix) → our task names.
 CLIP_BENCHMARK_TASKS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet1k": "imagenet1k",
@@ -72,9 +71,12 @@ def from_task_result(result: TaskResult, path: Path | None = None) -> Record:
     )
 
 
-def _task_type(metrics: dict[str, float]) -> str:
-    # Imported rows name no task type; the metrics they report tell it.
-    return CLASSIFICATION if "acc1" in metrics else RETRIEVAL
+def _kind_of(metrics: dict[str, float], where: str) -> Kind:
+    # Published rows name no task type; the metrics they report tell it.
+    kind = kind_of_metrics(metrics)
+    if kind is None:
+        raise UserError(f"{where}: metrics {', '.join(metrics)} are not those of one kind of evaluation; fix the file")
+    return kind
 
 
 def published_records(rows: Sequence[dict[str, Any]] | None = None, *, path: Path | None = None) -> list[Record]:
@@ -86,9 +88,9 @@ def published_records(rows: Sequence[dict[str, Any]] | None = None, *, path: Pat
     records = []
     for row in rows:
         for task, metrics in row["metrics"].items():
-            kind = _task_type(metrics)
+            kind = _kind_of(metrics, f"published row {row['model']} on {task}")
             records.append(Record(model=row.get("label") or f"{row['model']} (published)", model_path=row["model"], task=task,
-                                  task_type=kind, main_metric=DEFAULT_MAIN[kind], metrics=dict(metrics),
+                                  task_type=kind.type, main_metric=kind.default_main_metric, metrics=dict(metrics),
                                   source=PUBLISHED, path=path))
     return records
 
@@ -96,30 +98,23 @@ def published_records(rows: Sequence[dict[str, Any]] | None = None, *, path: Pat
 def clip_benchmark_record(data: dict[str, Any], path: Path) -> Record:
     """A record of one CLIP_benchmark result JSON (written by its `cli.py`: dataset, model, pretrained, task, metrics, language).
 
-    Its `image_retrieval_recall@k` is text→image and `text_retrieval_recall@k` image→text.
+    The kind whose `clip_benchmark_task` is the file's `task` names its metrics our way.
     """
     name = str(data["dataset"])
     for prefix in ("wds/", "vtab/"):
         name = name.removeprefix(prefix)
     task = CLIP_BENCHMARK_TASKS.get(name, name.replace("/", "_"))
-    metrics: dict[str, float] = {}
-    for key, value in data["metrics"].items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-            continue  # CLIP_benchmark writes acc5 = NaN with fewer than five classes
-        key = key.replace("image_retrieval_recall@", "text_to_image_recall@").replace("text_retrieval_recall@", "image_to_text_recall@")
-        metrics[key] = float(value)
-    if data["task"] == "zeroshot_retrieval":
-        kind = RETRIEVAL
-        if "image_to_text_recall@1" in metrics and "text_to_image_recall@1" in metrics:
-            metrics["mean_recall@1"] = (metrics["image_to_text_recall@1"] + metrics["text_to_image_recall@1"]) / 2
-    elif data["task"] == "zeroshot_classification":
-        kind = CLASSIFICATION
-    else:
-        raise UserError(f"{path}: CLIP_benchmark task {data['task']!r} cannot be imported (only zero-shot classification and retrieval)")
+    kind = kind_of_clip_benchmark_task(data["task"])
+    if kind is None:
+        raise UserError(f"{path}: CLIP_benchmark task {data['task']!r} cannot be imported (no kind of evaluation reads it)")
+    # CLIP_benchmark writes acc5 = NaN with fewer than five classes.
+    numbers = {k: float(v) for k, v in data["metrics"].items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)}
+    metrics = kind.import_metrics(numbers)
     language = data.get("language") or "en"
     label = f"{data['model']} / {data['pretrained']}{'' if language == 'en' else f' [{language}]'} (CLIP_benchmark)"
-    return Record(model=label, model_path=f"{data['model']},{data['pretrained']}", task=task, task_type=kind,
-                  main_metric=DEFAULT_MAIN[kind], metrics=metrics, source=CLIP_BENCHMARK, path=path)
+    return Record(model=label, model_path=f"{data['model']},{data['pretrained']}", task=task, task_type=kind.type,
+                  main_metric=kind.default_main_metric, metrics=metrics, source=CLIP_BENCHMARK, path=path)
 
 
 def _kind(data: Any) -> str | None:

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from vtde_bench.collect import OURS, Record, load_records
 from vtde_bench.errors import RunFailure, UserError
+from vtde_bench.kinds import Kind, find_kind, metric
 
 REGRESSED, IMPROVED, OK, NOT_SIGNIFICANT = "regressed", "improved", "ok", "not significant"
 
@@ -116,11 +117,18 @@ def _paired_intervals(task: str, cand: Record, base: Record, *, resamples: int) 
             tables.append(pd.read_parquet(path))
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise RunFailure(f"cannot read per-sample file {path} ({type(e).__name__}: {e}); rerun that evaluation") from None
-    num_classes = len(base.result.per_class_recall) if base.result is not None and base.result.per_class_recall else None
     try:
-        return paired_difference_intervals(cand.task_type, tables[0], tables[1], num_classes=num_classes, resamples=resamples)
+        return paired_difference_intervals(_kind(task, base), tables[0], tables[1], list(base.metrics), resamples=resamples)
     except (ValueError, KeyError) as e:
         raise RunFailure(f"{task}: per-sample files {cand.samples_path} and {base.samples_path} do not match ({e})") from None
+
+
+def _kind(task: str, record: Record) -> Kind:
+    kind = find_kind(record.task_type)
+    if kind is None:
+        raise UserError(f"{task}: its results are of kind {record.task_type!r}, which no installed package defines; "
+                        "install the package that provides it")
+    return kind
 
 
 def interval_text(interval: tuple[float, float] | None) -> str:
@@ -128,7 +136,11 @@ def interval_text(interval: tuple[float, float] | None) -> str:
     return "" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
 
 
-def _verdict(delta_points: float, tolerance: float, paired: tuple[float, float] | None) -> str:
+def _verdict(delta_points: float, tolerance: float, paired: tuple[float, float] | None, *, higher_is_better: bool = True) -> str:
+    """The verdict on candidate − baseline (points), for a metric whose kind says which way is better."""
+    if not higher_is_better:  # a drop is an improvement: judge the gain instead
+        delta_points = -delta_points
+        paired = None if paired is None else (-paired[1], -paired[0])
     delta_points = round(delta_points, 9)  # 0.5 − 0.495 is not "more than 0.5 points" because of a binary fraction
     if -delta_points > tolerance:
         return REGRESSED if paired is None or paired[1] < 0 else NOT_SIGNIFICANT
@@ -190,4 +202,6 @@ def compare(
 
 
 def _with_verdict(row: MetricComparison, tolerance: float) -> MetricComparison:
-    return replace(row, verdict=_verdict(row.delta, tolerance, row.paired_interval))
+    definition = metric(row.metric)
+    better_higher = definition.higher_is_better if definition is not None else True
+    return replace(row, verdict=_verdict(row.delta, tolerance, row.paired_interval, higher_is_better=better_higher))

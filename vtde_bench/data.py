@@ -24,12 +24,13 @@ from PIL import Image
 
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
-from vtde_bench.tasks import SORTED_FOLDERS, ClassificationTask, RetrievalTask, Task
+from vtde_bench.tasks import SORTED_FOLDERS, TaskSpec
 
 if TYPE_CHECKING:
     from vtde_bench.cache import EmbeddingCache
 
 LAYOUTS = ("arrow", "webdataset", "parquet", "imagefolder")  # the order in which local layouts are tried
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 # A webdataset sample's image, in CLIP_benchmark's order of preference (`to_tuple("webp;png;jpg;jpeg")`):
 # shards may mix them, and a sample holding two takes the first.
@@ -285,12 +286,12 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
-def _webdataset_features(task: Task) -> Any:
+def _webdataset_features(task: TaskSpec) -> Any:
     """The columns read from CLIP_benchmark shards, declared: `datasets` otherwise infers them from a shard's first
     five samples, and refuses a shard whose samples mix image types (or drops a type it did not see there)."""
     import datasets
 
-    target = {"cls": datasets.Value("int64")} if isinstance(task, ClassificationTask) else {"txt": datasets.Value("string")}
+    target = {"cls": datasets.Value("int64")} if _needs_labels(task) else {"txt": datasets.Value("string")}
     return datasets.Features({"__key__": datasets.Value("string"), "__url__": datasets.Value("string"),
                               **{c: datasets.Image(decode=False) for c in WDS_IMAGE_COLUMNS}, **target})
 
@@ -319,7 +320,7 @@ def _load_imagefolder(folder: Path, split: str) -> Any:
     return datasets.load_dataset("imagefolder", data_dir=str(root), data_files={"train": "**"}, split="train")
 
 
-def _load_hub(task: Task) -> Any:
+def _load_hub(task: TaskSpec) -> Any:
     import datasets
 
     src = task.source
@@ -346,16 +347,22 @@ class _Columns:
     captions_are_lines: bool = False
 
 
-def _columns_for(task: Task, layout: str, dataset: Any) -> _Columns:
-    target = task.source.label_column if isinstance(task, ClassificationTask) else task.source.caption_column
+def _columns_for(task: TaskSpec, layout: str, dataset: Any) -> _Columns:
+    target = task.source.label_column if _needs_labels(task) else task.source.caption_column
     if layout == "webdataset":
-        return _Columns(WDS_IMAGE_COLUMNS, "cls" if isinstance(task, ClassificationTask) else "txt", "__key__", captions_are_lines=True)
+        return _Columns(WDS_IMAGE_COLUMNS, "cls" if _needs_labels(task) else "txt", "__key__", captions_are_lines=True)
     if layout == "imagefolder":
         return _Columns(("image",), "label", None)
     return _Columns((task.source.image_column,), target or "", task.source.key_column)
 
 
-def _check_columns(task: Task, dataset: Any, columns: _Columns, where: str) -> None:
+def _needs_labels(task: TaskSpec) -> bool:
+    """What the task's kind needs of each row (`kinds.NEEDS`): an integer label in [0, C) (its spec has `classnames`),
+    else one or more captions."""
+    return task.kind.needs == "labels"
+
+
+def _check_columns(task: TaskSpec, dataset: Any, columns: _Columns, where: str) -> None:
     for role, name in (*(("image_column", c) for c in columns.images), ("label/caption column", columns.target),
                        ("key_column", columns.key)):
         if name is not None and name not in dataset.column_names:
@@ -364,7 +371,7 @@ def _check_columns(task: Task, dataset: Any, columns: _Columns, where: str) -> N
             )
 
 
-def _imagefolder_labels(task: ClassificationTask, dataset: Any) -> list[int]:
+def _imagefolder_labels(task: TaskSpec, dataset: Any) -> list[int]:
     """Map imagefolder folder names to the card's class indices.
 
     - `class_folders = "sorted"` in the card: the folders in sorted order are classes 0..C-1 (torchvision's
@@ -401,7 +408,7 @@ def _imagefolder_labels(task: ClassificationTask, dataset: Any) -> list[int]:
     return [mapping[x] for x in _column(dataset, "label")]
 
 
-def _folder_indices(task: Task, names: list[str], choices: list[str], what: str, fix: str) -> list[int]:
+def _folder_indices(task: TaskSpec, names: list[str], choices: list[str], what: str, fix: str) -> list[int]:
     lookup = {name: i for i, name in reversed(list(enumerate(choices)))}
     for name in names:
         if name not in lookup:
@@ -412,7 +419,7 @@ def _folder_indices(task: Task, names: list[str], choices: list[str], what: str,
     return [lookup[n] for n in names]
 
 
-def _captions(task: Task, values: Sequence[Any], keys: list[str], lines: bool) -> list[list[str]]:
+def _captions(task: TaskSpec, values: Sequence[Any], keys: list[str], lines: bool) -> list[list[str]]:
     """Each row's captions exactly as the source holds them, blank ones included, as CLIP_benchmark reads them
     (a webdataset `.txt` is `str.splitlines()`: one caption per line, a final newline ending the last)."""
     out = []
@@ -432,7 +439,7 @@ def _captions(task: Task, values: Sequence[Any], keys: list[str], lines: bool) -
     return out
 
 
-def _labels(task: ClassificationTask, values: Sequence[Any], keys: list[str]) -> list[int]:
+def _labels(task: TaskSpec, values: Sequence[Any], keys: list[str]) -> list[int]:
     labels = []
     for key, value in zip(keys, values):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -446,10 +453,10 @@ def _labels(task: ClassificationTask, values: Sequence[Any], keys: list[str]) ->
     return labels
 
 
-def _check_local_classnames(task: Task, folder: Path, progress: Progress) -> None:
+def _check_local_classnames(task: TaskSpec, folder: Path, progress: Progress) -> None:
     """A CLIP_benchmark copy carries its own classnames.txt: the card's win, but they must agree in number."""
     path = folder / "classnames.txt"
-    if not isinstance(task, ClassificationTask) or not path.is_file():
+    if not _needs_labels(task) or not path.is_file():
         return
     theirs = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(theirs) != len(task.classnames):
@@ -477,7 +484,7 @@ def content_fingerprint(image_hashes: Sequence[str], targets: Sequence[Any]) -> 
 
 
 def load_task_data(
-    task: Task, *, data_dir: str | Path | None = None, limit: int | None = None, progress: Progress | None = None,
+    task: TaskSpec, *, data_dir: str | Path | None = None, limit: int | None = None, progress: Progress | None = None,
     cache: "EmbeddingCache | None" = None,
 ) -> TaskData:
     """Load a task's rows from its source, or from `data_dir/<task name>/` when given.
@@ -564,14 +571,13 @@ def load_task_data(
     keys = _row_keys(dataset, columns, layout, folder)
 
     data = TaskData(dataset=dataset, image_columns=columns.images, keys=keys, layout=layout, location=where)
-    if isinstance(task, ClassificationTask):
+    if _needs_labels(task):
         if layout == "imagefolder":
             data.labels = _labels(task, _imagefolder_labels(task, dataset), keys)  # folder numbers get the range check too
         else:
             data.labels = _labels(task, _column(dataset, columns.target), keys)
         targets: list[Any] = data.labels
     else:
-        assert isinstance(task, RetrievalTask)
         data.captions = _captions(task, _column(dataset, columns.target), keys, columns.captions_are_lines)
         data.blank_captions = sum(not c.strip() for caps in data.captions for c in caps)
         targets = data.captions

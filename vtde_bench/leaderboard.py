@@ -24,10 +24,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Sequence
 
-from vtde_bench.collect import CLASSIFICATION, DEFAULT_MAIN, OURS, RETRIEVAL, Record
+from vtde_bench.collect import OURS, Record
 from vtde_bench.errors import UserError
-
-TYPE_NAMES = {CLASSIFICATION: "classification", RETRIEVAL: "retrieval"}
+from vtde_bench.kinds import all_kinds, find_kind
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,10 @@ class Leaderboard:
 
     @property
     def task_types(self) -> list[str]:
-        return [t for t in (CLASSIFICATION, RETRIEVAL) if any(c.task_type == t for c in self.columns)] + sorted(
-            {c.task_type for c in self.columns} - {CLASSIFICATION, RETRIEVAL})
+        """The kinds of the columns, in the order kinds were registered (built-in ones first)."""
+        present = {c.task_type for c in self.columns}
+        known = [k.type for k in all_kinds() if k.type in present]
+        return known + sorted(present - set(known))
 
 
 def _majority(values: Sequence[Hashable]) -> Hashable | None:
@@ -111,9 +112,11 @@ def _columns(records: Sequence[Record]) -> list[Column]:
     for task in {r.task for r in own}:
         here = [r for r in own if r.task == task]
         kind = _majority([r.task_type for r in here]) or here[0].task_type
-        columns.append(Column(task, kind, _majority([r.main_metric for r in here]) or DEFAULT_MAIN.get(kind, here[0].main_metric)))
-    order = {CLASSIFICATION: 0, RETRIEVAL: 1}
-    return sorted(columns, key=lambda c: (order.get(c.task_type, 2), c.task))
+        definition = find_kind(kind)
+        default = definition.default_main_metric if definition is not None else here[0].main_metric
+        columns.append(Column(task, kind, _majority([r.main_metric for r in here]) or default))
+    order = {k.type: i for i, k in enumerate(all_kinds())}
+    return sorted(columns, key=lambda c: (order.get(c.task_type, len(order)), c.task))
 
 
 def _task_set(records: Sequence[Record], columns: list[Column]) -> list[str]:
@@ -207,7 +210,8 @@ def build(records: Sequence[Record], *, tasks: Sequence[str] | None = None) -> L
 
 
 def type_label(kind: str) -> str:
-    return f"{TYPE_NAMES.get(kind, kind)} avg"
+    definition = find_kind(kind)
+    return f"{definition.short if definition is not None else kind} avg"
 
 
 def to_frame(board: Leaderboard):

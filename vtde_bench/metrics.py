@@ -194,23 +194,3 @@ def retrieval_ranks(
         true = scores.gather(1, text_to_image[start : start + chunk_size, None])
         text_ranks.append(_count(scores >= true))  # one true image, which counts itself
     return torch.cat(image_ranks), torch.cat(text_ranks)
-
-
-def classification_metrics(ranks: Tensor, labels: Tensor, num_classes: int) -> dict[str, float]:
-    """acc1, acc5 (with five or more classes) and mean per-class recall, as fractions."""
-    metrics = {"acc1": recall_at_k(ranks, 1)}
-    if num_classes >= 5:
-        metrics["acc5"] = recall_at_k(ranks, 5)
-    metrics["mean_per_class_recall"] = mean_per_class_recall(ranks, labels, num_classes)
-    return metrics
-
-
-def retrieval_metrics(image_ranks: Tensor, text_ranks: Tensor) -> dict[str, float]:
-    """Recall@{1,5,10} both ways and their mean R@1, as fractions."""
-    metrics = {}
-    for k in (1, 5, 10):
-        metrics[f"image_to_text_recall@{k}"] = recall_at_k(image_ranks, k)
-    for k in (1, 5, 10):
-        metrics[f"text_to_image_recall@{k}"] = recall_at_k(text_ranks, k)
-    metrics["mean_recall@1"] = (metrics["image_to_text_recall@1"] + metrics["text_to_image_recall@1"]) / 2
-    return metrics

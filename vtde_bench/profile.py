@@ -39,9 +39,7 @@ class Profile:
     image_column: str
     label_column: str | None
     caption_column: str | None
-    classnames: str | None  # digest of the card's class names, in label order
-    templates: str | None  # digest of the card's templates
-    class_folders: str | None  # digest of the card's class_folders list, or "sorted"
+    kind_fields: dict[str, str | None]  # what the task's kind adds (class names, templates: digests), flat in `to_dict`
     limit: int | None
     precision: str
     bootstrap: int
@@ -51,19 +49,22 @@ class Profile:
     text_preprocessing: str | None  # digest of the tokenizer, its padding rule and length
     protocol: int = PROTOCOL
 
+    def _fields(self) -> dict[str, Any]:
+        fields = asdict(self)
+        return {**fields.pop("kind_fields"), **fields}
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "fingerprint": self.fingerprint}
+        return {**self._fields(), "fingerprint": self.fingerprint}
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode("utf-8")).hexdigest()
+        return hashlib.sha256(json.dumps(self._fields(), sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def run_profile(task: Any, model: Any, *, limit: int | None, bootstrap: int, bootstrap_seed: int,
                 skip_bad_images: bool) -> Profile:
-    """The profile of running `model` (an `Embedder`) on `task` (a spec) with these options."""
+    """The profile of running `model` (an `Embedder`) on `task` (a `TaskSpec`) with these options."""
     src = task.source
-    folders = src.class_folders
     return Profile(
         task_type=task.type,
         task_version=task.version,
@@ -73,9 +74,7 @@ def run_profile(task: Any, model: Any, *, limit: int | None, bootstrap: int, boo
         image_column=src.image_column,
         label_column=src.label_column,
         caption_column=src.caption_column,
-        classnames=digest(getattr(task, "classnames", None)),
-        templates=digest(getattr(task, "templates", None)),
-        class_folders=folders if isinstance(folders, str) or folders is None else digest(folders),
+        kind_fields=task.kind.profile(task),
         limit=limit,
         precision=model.precision,
         bootstrap=bootstrap,

@@ -58,21 +58,17 @@ class RichProgress:
         self.console.print(f"[yellow]•[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-SHORT_NAMES = {"mean_per_class_recall": "mean/class", "mean_recall@1": "mean R@1"}
-
-
 def short_name(metric: str) -> str:
-    """Column headers that fit a terminal: image_to_text_recall@5 → I→T R@5."""
-    if metric in SHORT_NAMES:
-        return SHORT_NAMES[metric]
-    for long, short in (("image_to_text_recall@", "I→T R@"), ("text_to_image_recall@", "T→I R@")):
-        if metric.startswith(long):
-            return short + metric[len(long):]
-    return metric
+    """A column header that fits a terminal, as the metric's kind labels it (I→T R@5)."""
+    from vtde_bench.kinds import metric_label
+
+    return metric_label(metric)
 
 
 def results_table(results: Iterable) -> list[Table]:
-    """One table per task type: a row per (model, task), a column per metric, in percent."""
+    """One table per task kind: a row per (model, task), a column per metric, in percent."""
+    from vtde_bench.kinds import find_kind
+
     by_type: dict[str, list] = {}
     for result in results:
         by_type.setdefault(result.task["type"], []).append(result)
@@ -81,7 +77,8 @@ def results_table(results: Iterable) -> list[Table]:
         metric_names: list[str] = []
         for r in rows:
             metric_names += [m for m in r.metrics if m not in metric_names]
-        table = Table(title=f"{kind.replace('_', ' ')} (%)", title_justify="left")
+        definition = find_kind(kind)
+        table = Table(title=f"{definition.title if definition else kind} (%)", title_justify="left")
         table.add_column("model", style="cyan")
         table.add_column("task", style="bold")
         for name in metric_names:

@@ -18,7 +18,7 @@ from vtde_bench.errors import UserError
 from vtde_bench.profile import run_profile
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.results import TaskResult, find_existing, result_path
-from vtde_bench.tasks import ClassificationTask, Task, load_tasks
+from vtde_bench.tasks import Task, load_tasks
 
 
 BOOTSTRAP_SEED = 0
@@ -237,8 +237,7 @@ def evaluate(
         started_ci = time.perf_counter()
         intervals = None
         if options.bootstrap > 0:
-            num_classes = len(task.classnames) if isinstance(task, ClassificationTask) else None
-            intervals = bootstrap.intervals(task.type, outcome.samples, num_classes=num_classes, resamples=options.bootstrap,
+            intervals = bootstrap.intervals(task.kind, outcome.samples, task.metrics, resamples=options.bootstrap,
                                             seed=BOOTSTRAP_SEED)
         timings["bootstrap_s"] = time.perf_counter() - started_ci
         for key, message in outcome.bad_images:

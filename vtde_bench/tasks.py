@@ -1,9 +1,11 @@
 """Task cards: TOML files parsed into frozen, validated specs, and the registry.
 
 A card is data, never code: it is read with `tomllib`, unknown keys are
-rejected, every field is type-checked, and the class-name and template files
-it names must lie inside the card's own folder. This module imports neither
-torch nor datasets, so `vtde-bench tasks` stays instant.
+rejected, every field is type-checked, and the files it names must lie inside
+the card's own folder. The fields every card has are read here; the card's
+`type` names its kind (`vtde_bench.kinds`), which reads its own fields and
+tables into its spec. This module imports neither torch nor datasets, so
+`vtde-bench tasks` stays instant.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,19 +24,8 @@ else:  # pragma: no cover
 
 from vtde_bench.errors import UserError
 
-CLASSIFICATION = "zeroshot_classification"
-RETRIEVAL = "retrieval"
-
-CLASSIFICATION_METRICS = ("acc1", "acc5", "mean_per_class_recall")
-RETRIEVAL_METRICS = (
-    "image_to_text_recall@1",
-    "image_to_text_recall@5",
-    "image_to_text_recall@10",
-    "text_to_image_recall@1",
-    "text_to_image_recall@5",
-    "text_to_image_recall@10",
-    "mean_recall@1",
-)
+if TYPE_CHECKING:
+    from vtde_bench.kinds import Kind
 
 
 @dataclass(frozen=True)
@@ -42,7 +33,8 @@ class Source:
     """Where a task's data comes from: a hub dataset at a pinned revision, or a local folder.
 
     Column names apply to the source's own layout (hub, parquet, `save_to_disk`);
-    the webdataset and imagefolder layouts have fixed column conventions.
+    the webdataset and imagefolder layouts have fixed column conventions. The last
+    four fields are set by the kinds whose cards have them.
     """
 
     split: str
@@ -53,13 +45,13 @@ class Source:
     config: str | None = None
     format: str = "auto"
     path: Path | None = None
-    label_column: str | None = None
-    caption_column: str | None = None
     key_column: str | None = None
+    label_column: str | None = None  # kinds that need labels
+    caption_column: str | None = None  # kinds that need captions
     # Imagefolder copies: the folder name of each class in label order, or "sorted" (folders in sorted order are
     # the classes, torchvision's ImageFolder rule). None: folders are named after the classes, or are class indices.
     class_folders: tuple[str, ...] | str | None = None
-    num_captions: int | None = None  # retrieval: total captions, checked on load when given
+    num_captions: int | None = None  # total captions, checked on load when given
 
     def describe(self) -> str:
         if self.hub is not None:
@@ -68,44 +60,33 @@ class Source:
         return str(self.path)
 
 
-@dataclass(frozen=True)
-class ClassificationTask:
-    """Zero-shot classification: each image is matched against one prompt embedding per class."""
+SORTED_FOLDERS = "sorted"  # `class_folders = "sorted"`: torchvision's ImageFolder rule, asked for by the card
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """A validated task card. A kind with fields of its own (class names, templates) subclasses it."""
 
     name: str
     version: int
-    source: Source
-    classnames: tuple[str, ...]
-    templates: tuple[str, ...]
-    card_path: Path | None = None
-    description: str = ""
-    main_metric: str = "acc1"
-    type: str = CLASSIFICATION
-
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        # acc5 is meaningless (always 1.0) with fewer than five classes.
-        return tuple(m for m in CLASSIFICATION_METRICS if m != "acc5" or len(self.classnames) >= 5)
-
-
-@dataclass(frozen=True)
-class RetrievalTask:
-    """Image-text retrieval: N images, each with one or more captions."""
-
-    name: str
-    version: int
+    type: str
     source: Source
     card_path: Path | None = None
     description: str = ""
-    main_metric: str = "mean_recall@1"
-    type: str = RETRIEVAL
+    main_metric: str = ""
+
+    @property
+    def kind(self) -> "Kind":
+        from vtde_bench.kinds import get_kind
+
+        return get_kind(self.type)
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return RETRIEVAL_METRICS
+        return self.kind.metric_names(self)
 
 
-Task = Union[ClassificationTask, RetrievalTask]
+Task = TaskSpec
 
 
 # ----------------------------------------------------------------------------- card parsing
@@ -119,14 +100,9 @@ _SOURCE_KEYS = {
     "path": str,
     "split": str,
     "image_column": str,
-    "label_column": str,
-    "caption_column": str,
     "key_column": str,
     "num_samples": int,
-    "num_captions": int,
-    "class_folders": str,
 }
-_PROMPT_KEYS = {"classnames": str, "templates": str}
 _FORMATS = ("auto", "parquet", "webdataset", "imagefolder", "arrow")
 # A task's name becomes a file name (<output>/<model>/<name>.json, <data-dir>/<name>/): no separators, no leading dot.
 _NAME = re.compile(r"\w[\w.-]*")
@@ -147,7 +123,8 @@ class _Card:
     def fail(self, field: str, problem: str) -> UserError:
         return UserError(f"task card {self.path}: field '{field}' {problem}")
 
-    def table(self, name: str, allowed: dict[str, type], required: bool) -> dict[str, Any]:
+    def table(self, name: str, allowed: dict[str, type], required: bool, *, kind: str = "",
+              elsewhere: set[str] = frozenset()) -> dict[str, Any]:
         table = self.data.get(name)
         if table is None:
             if required:
@@ -155,12 +132,16 @@ class _Card:
             return {}
         if not isinstance(table, dict):
             raise self.fail(name, "must be a table, like [" + name + "]")
-        self.check(table, allowed, prefix=name + ".")
+        self.check(table, allowed, prefix=name + ".", kind=kind, elsewhere=elsewhere)
         return table
 
-    def check(self, table: dict[str, Any], allowed: dict[str, type], prefix: str = "") -> None:
+    def check(self, table: dict[str, Any], allowed: dict[str, type], prefix: str = "", *, kind: str = "",
+              elsewhere: set[str] = frozenset()) -> None:
+        """Every key known and of its type. `elsewhere`: keys other kinds have, which "do not apply" to `kind`."""
         for key, value in table.items():
             if key not in allowed:
+                if key in elsewhere:
+                    raise self.fail(prefix + key, f"does not apply to a {kind} task (its fields here: {', '.join(allowed)}); remove it")
                 hint = difflib.get_close_matches(key, list(allowed), n=1)
                 extra = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; allowed: {', '.join(sorted(allowed))}"
                 raise self.fail(prefix + key, "is not a known field" + extra)
@@ -199,37 +180,41 @@ class _Card:
         return lines
 
 
-SORTED_FOLDERS = "sorted"
+def _kind_of(card: _Card) -> "Kind":
+    from vtde_bench.kinds import get_kind
+
+    kind_type = card.require(card.data, "type")
+    if not isinstance(kind_type, str):
+        raise card.fail("type", f"must be str, got {type(kind_type).__name__} {kind_type!r}")
+    try:
+        return get_kind(kind_type)
+    except UserError as e:
+        raise card.fail("type", f"= {kind_type!r} names no kind of evaluation ({str(e).split('; ', 1)[-1]})") from None
 
 
-def _class_folders(card: _Card, value: str | None) -> tuple[str, ...] | str | None:
-    """`source.class_folders`: a file with one folder name per class, or "sorted" (torchvision's ImageFolder order)."""
-    if value is None or value == SORTED_FOLDERS:
-        return value
-    return card.lines("source.class_folders", value)
-
-
-def load_card(path: str | Path) -> Task:
+def load_card(path: str | Path) -> TaskSpec:
     """Parse and validate one task card.
 
     Raises:
         UserError: the card is missing, not TOML, has an unknown or missing field, a
             wrong type, or names files that are missing or outside its folder.
     """
+    from vtde_bench.kinds import all_kinds
+
     card = _Card(Path(path))
-    top = {k: v for k, v in card.data.items() if k not in ("source", "prompts")}
-    card.check(top, _TOP_KEYS)
+    kind = _kind_of(card)
+    others = [k for k in all_kinds() if k is not kind]
+    top = {k: v for k, v in card.data.items() if k != "source" and k not in kind.tables}
+    card.check(top, _TOP_KEYS, kind=kind.type, elsewhere={t for k in others for t in k.tables})
     name = card.require(top, "name")
     if not _NAME.fullmatch(name):
         raise card.fail("name", f"= {name!r} may hold only letters, digits, '_', '.' and '-' (it names result files); rename the task")
-    kind = card.require(top, "type")
     version = card.require(top, "version")
-    if kind not in (CLASSIFICATION, RETRIEVAL):
-        raise card.fail("type", f"must be '{CLASSIFICATION}' or '{RETRIEVAL}', got {kind!r}")
     if version < 1:
         raise card.fail("version", "must be a positive integer")
 
-    src = card.table("source", _SOURCE_KEYS, required=True)
+    src = card.table("source", {**_SOURCE_KEYS, **kind.source_fields}, required=True, kind=kind.type,
+                     elsewhere={f for k in others for f in k.source_fields})
     if ("hub" in src) == ("path" in src):
         raise card.fail("source", "needs exactly one of 'hub' (a dataset id) or 'path' (a local folder)")
     if "hub" in src and "revision" not in src:
@@ -245,10 +230,6 @@ def load_card(path: str | Path) -> Task:
     num_samples = card.require(src, "num_samples", "source.")
     if num_samples < 1:
         raise card.fail("source.num_samples", "must be at least 1")
-    target_column = "label_column" if kind == CLASSIFICATION else "caption_column"
-    wrong_column = "caption_column" if kind == CLASSIFICATION else "label_column"
-    if wrong_column in src:
-        raise card.fail("source." + wrong_column, f"does not apply to a {kind} task; use {target_column}")
     source = Source(
         split=card.require(src, "split", "source."),
         image_column=src.get("image_column", "image"),
@@ -258,33 +239,13 @@ def load_card(path: str | Path) -> Task:
         config=src.get("config"),
         format=fmt,
         path=data_path,
-        label_column=src.get("label_column", "label") if kind == CLASSIFICATION else None,
-        caption_column=src.get("caption_column", "captions") if kind == RETRIEVAL else None,
         key_column=src.get("key_column"),
-        class_folders=_class_folders(card, src.get("class_folders")),
-        num_captions=src.get("num_captions"),
+        **kind.source_values(card, src),
     )
-    if kind == CLASSIFICATION and "num_captions" in src:
-        raise card.fail("source.num_captions", f"does not apply to a {kind} task; remove it")
-    if kind == RETRIEVAL and "class_folders" in src:
-        raise card.fail("source.class_folders", f"does not apply to a {kind} task; remove it")
-
-    common = dict(name=name, version=version, source=source, card_path=card.path.resolve(), description=top.get("description", ""))
-    if kind == RETRIEVAL:
-        if "prompts" in card.data:
-            raise card.fail("prompts", "does not apply to a retrieval task; remove it")
-        task: Task = RetrievalTask(**common)
-    else:
-        prompts = card.table("prompts", _PROMPT_KEYS, required=True)
-        # Duplicates are allowed: CLIP's published ImageNet names hold two ("missile", "sunglasses").
-        classnames = card.lines("prompts.classnames", card.require(prompts, "classnames", "prompts."), unique=False)
-        templates = card.lines("prompts.templates", card.require(prompts, "templates", "prompts."))
-        for template in templates:
-            if "{c}" not in template:
-                raise card.fail("prompts.templates", f"template {template!r} has no '{{c}}' placeholder for the class name")
-        if isinstance(source.class_folders, tuple) and len(source.class_folders) != len(classnames):
-            raise card.fail("source.class_folders", f"lists {len(source.class_folders)} folders for {len(classnames)} classes")
-        task = ClassificationTask(**common, classnames=classnames, templates=templates)
+    tables = {t: card.table(t, allowed, required=t in kind.required_tables) for t, allowed in kind.tables.items()}
+    common = dict(name=name, version=version, type=kind.type, source=source, card_path=card.path.resolve(),
+                  description=top.get("description", ""), main_metric=kind.default_main_metric)
+    task = kind.spec(card, common, tables)
     if "main_metric" in top:
         if top["main_metric"] not in task.metrics:
             raise card.fail("main_metric", f"= {top['main_metric']!r} is not one of {', '.join(task.metrics)}")
@@ -332,7 +293,7 @@ def groups() -> dict[str, tuple[str, ...]]:
     return out
 
 
-def load_tasks(names: "Sequence[str | Path | Task] | str | Path | Task") -> list[Task]:
+def load_tasks(names: "Sequence[str | Path | TaskSpec] | str | Path | TaskSpec") -> list[TaskSpec]:
     """Resolve registry names, group names and card paths into validated task specs (specs pass through).
 
     A task named twice (directly or through a group) is kept once, in first position.
@@ -340,13 +301,13 @@ def load_tasks(names: "Sequence[str | Path | Task] | str | Path | Task") -> list
     Raises:
         UserError: an unknown name (with a did-you-mean), a bad card, or two different cards with one name.
     """
-    if isinstance(names, (str, Path, ClassificationTask, RetrievalTask)):
+    if isinstance(names, (str, Path, TaskSpec)):
         names = [names]
     cards = registry()
     known_groups = groups()
-    tasks: list[Task] = []
+    tasks: list[TaskSpec] = []
     for item in names:
-        if isinstance(item, (ClassificationTask, RetrievalTask)):
+        if isinstance(item, TaskSpec):
             tasks.append(item)
             continue
         name = str(item)  # a pathlib.Path card is accepted, as in load_card
@@ -361,7 +322,7 @@ def load_tasks(names: "Sequence[str | Path | Task] | str | Path | Task") -> list
             hint = difflib.get_close_matches(name, choices, n=1)
             fix = f"did you mean '{hint[0]}'?" if hint else "run 'vtde-bench tasks' to list them"
             raise UserError(f"unknown task '{name}'; {fix} (or give the path of a .toml card)")
-    unique: dict[str, Task] = {}
+    unique: dict[str, TaskSpec] = {}
     for task in tasks:
         if task.name in unique and unique[task.name] != task:
             raise UserError(
