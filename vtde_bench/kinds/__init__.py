@@ -1,10 +1,11 @@
 """Kinds of evaluation: one object per kind, registered once and looked up by a task card's `type`.
 
 A kind owns everything that differs between kinds of evaluation: the fields and tables of its
-cards and the spec they parse into, what it needs from the data (`NEEDS`: "labels" or "captions"), how it scores embeddings, the per-sample table it writes, the statistic
-the bootstrap resamples, its metrics (names, display labels, direction), its default main metric,
-what of its spec enters a run's profile, and how other tools' result files name its metrics.
-No module outside this package names a metric or branches on a kind: they ask the kind.
+cards and the spec they parse into, what it needs from the data (`NEEDS`: labels or captions),
+how it scores embeddings, the per-sample table it writes, the statistic the bootstrap resamples,
+its metrics (names, display labels, direction), its default main metric, what of its spec enters
+a run's profile, and how other tools' result files name its metrics. No module outside this
+package names a metric or branches on a kind: they ask the kind.
 
 Zero-shot classification and retrieval are built in. Another kind is a `Kind` subclass whose
 instance is passed to `register_kind`, or named in the `vtde_bench.kinds` entry-point group of an
@@ -12,7 +13,6 @@ installed package (``toy = my_package.kinds:KIND``), which the command line load
 
 This package imports neither torch nor datasets; a kind imports them inside the methods that score.
 """
-
 from __future__ import annotations
 
 import difflib
