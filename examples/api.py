@@ -42,11 +42,12 @@ def main() -> None:
         in_memory = vtde_bench.evaluate(model, TASKS, processor=processor, options=options)
         for task in TASKS:
             assert in_memory[task].metrics == results[task].metrics
-            print(f"{task}: main score {in_memory[task].main_score:.4f} ({in_memory[task].task['main_metric']})")
+            print(f"{task}: main score {in_memory[task].main_score:.4f} ({in_memory[task].task.main_metric})")
 
-        # 3. A DataFrame: one row per (model, task, metric), values as fractions.
+        # 3. A DataFrame: one row per (model, task, metric), values as fractions (the columns of load_results:
+        #    intervals, fingerprints, source, ...; a few of them here).
         frame = results.to_dataframe()
-        print(frame.to_string(index=False))
+        print(frame[["model", "task", "metric", "value", "main"]].to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -65,9 +65,9 @@ def main() -> None:
                 results = vtde_bench.evaluate(model, TASKS, processor=processor, options=options)
             finally:
                 model.train()
-            scores = "  ".join(f"{r.task_name} {r.task['main_metric']} = {r.main_score:.4f}" for r in results)
+            scores = "  ".join(f"{r.task_name} {r.task.main_metric} = {r.main_score:.4f}" for r in results)
             print(f"step {step}: loss {loss.item():.3f}  {scores}")
-    print(results.to_dataframe().to_string(index=False))
+    print(results.to_dataframe()[["task", "metric", "value", "main"]].to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vtde_bench.results import TaskResult
+from vtde_bench.results import DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult
 
 FINGERPRINT = "d" * 64
 
@@ -45,15 +45,14 @@ def write_result(
     main_metric = main_metric or ("acc1" if kind == "zeroshot_classification" else "mean_recall@1")
     per_class = {f"class{i}": 0.5 for i in range(num_classes)} if kind == "zeroshot_classification" else None
     result = TaskResult(
-        task={"name": task, "version": version, "type": kind, "main_metric": main_metric, "card": None},
-        model={"path": f"/models/{slug}", "revision": None, "resolved_commit": None, "weights_fingerprint": slug.ljust(64, "0"),
-               "num_parameters": 1, "embedding_dim": 16, "model_type": "synthetic", "slug": slug},
-        dataset={"source": "synthetic", "hub": None, "revision": None, "split": "test", "layout": "parquet", "location": "-",
-                 "fingerprint": fingerprint, "num_images": 0 if samples is None else len(samples), "num_texts": num_classes,
-                 "num_bad_images": 0, "bad_image_keys": []},
-        metrics=metrics, main_score=metrics[main_metric], per_class_recall=per_class, intervals=intervals,
-        run={"precision": "fp32", "device": "cpu", "batch_size": 64, "workers": 0, "limit": limit, "limited": limit is not None,
-             "date": "2026-01-01T00:00:00+00:00", "timings": {}, "versions": {}},
+        task=TaskRecord(name=task, version=version, type=kind, main_metric=main_metric),
+        model=ModelRecord(path=f"/models/{slug}", slug=slug, weights_fingerprint=slug.ljust(64, "0"), num_parameters=1,
+                          embedding_dim=16, model_type="synthetic"),
+        dataset=DatasetRecord(source="synthetic", split="test", layout="parquet", location="-", fingerprint=fingerprint,
+                              num_images=0 if samples is None else len(samples), num_texts=num_classes),
+        metrics=metrics, main_score=metrics[main_metric], per_class_recall=per_class,
+        intervals={k: tuple(v) for k, v in (intervals or {}).items()},
+        run=RunRecord(precision="fp32", device="cpu", batch_size=64, workers=0, limit=limit, date="2026-01-01T00:00:00+00:00"),
         samples=samples,
     )
     return result.write(out)

@@ -91,7 +91,14 @@ def test_results_render_as_the_cli_table_and_convert_to_a_dataframe(tiny_vtde, c
     assert "colours" in shown and f"{100 * results['colours'].metrics['acc1']:.2f}" in shown
 
     frame = results.to_dataframe()
-    assert list(frame.columns) == ["model", "task", "metric", "value", "main"]
+    from vtde_bench.results import COLUMNS, load_results
+
+    # One frame: the same columns as load_results over the written files, and the same values.
+    assert list(frame.columns) == COLUMNS
+    read = load_results(cli_run[0])
+    key = ["model", "task", "metric"]
+    assert frame[key + ["value", "main"]].sort_values(key).reset_index(drop=True).equals(
+        read[key + ["value", "main"]].sort_values(key).reset_index(drop=True))
     assert len(frame) == sum(len(r.metrics) for r in results)
     main_rows = frame[frame["main"]].set_index("task")["value"]
     assert main_rows.to_dict() == {r.task_name: r.main_score for r in results}
@@ -106,4 +113,4 @@ def test_unknown_keyword_option_is_a_user_error(tiny_vtde, cards):
 
 def test_keyword_options_override_run_options(tiny_vtde, cards):
     results = evaluate(str(tiny_vtde), cards[:1], options=RunOptions(output_dir=None, limit=5), limit=3, workers=0, cache=False)
-    assert results["colours"].run["limit"] == 3 and results["colours"].dataset["num_images"] == 3
+    assert results["colours"].run.limit == 3 and results["colours"].dataset.num_images == 3

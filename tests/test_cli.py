@@ -34,7 +34,7 @@ def test_run_writes_results_and_samples(fixture, request, cards, tmp_path, capsy
     assert folder.name.startswith(model.name + "-") and len(folder.name) == len(model.name) + 9
 
     cls = json.loads((folder / "colours.json").read_text())
-    assert cls["schema_version"] == 1
+    assert cls["schema_version"] == 2
     assert cls["task"] == {"name": "colours", "version": 1, "type": "zeroshot_classification", "main_metric": "acc1", "card": str(cards[0].resolve())}
     assert set(cls["metrics"]) == {"acc1", "acc5", "mean_per_class_recall"}
     assert all(0.0 <= v <= 1.0 for v in cls["metrics"].values())

@@ -25,7 +25,7 @@ def demo_home(tmp_path_factory):
 def accuracy(checkpoint) -> tuple[float, int, int]:
     (task,) = load_tasks("shapes-classification")
     result = evaluate(str(checkpoint), [task], options=RunOptions(output_dir=None, cache=False, bootstrap=0))[task.name]
-    return result.metrics["acc1"], result.dataset["num_images"], len(task.classnames)
+    return result.metrics["acc1"], result.dataset.num_images, len(task.classnames)
 
 
 def test_trained_model_is_far_above_chance(demo_home):

@@ -105,9 +105,9 @@ class Watch(TrainerCallback):
             self.counting = True
         for ours, theirs in zip(self.zeroshot.results, plain):
             assert ours.metrics == pytest.approx(theirs.metrics, abs=1e-9)
-            assert ours.model["weights_fingerprint"] == theirs.model["weights_fingerprint"]
+            assert ours.model.weights_fingerprint == theirs.model.weights_fingerprint
             pd.testing.assert_frame_equal(ours.samples, theirs.samples)
-        self.plain.append({r.task_name: r.model["weights_fingerprint"] for r in plain})
+        self.plain.append({r.task_name: r.model.weights_fingerprint for r in plain})
 
 
 def test_callback_logs_scores_and_runs_the_locked_tower_once(lit, cards, tmp_path, colour_rows, caption_rows):

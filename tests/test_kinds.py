@@ -69,7 +69,7 @@ def test_a_kind_registered_in_process_runs_end_to_end(tmp_path, tiny_vtde, tiny_
     for name, model in (("vtde", tiny_vtde), ("clip", tiny_clip)):
         result = evaluate(str(model), [str(card)], output_dir=tmp_path / name, workers=0, bootstrap=50)["picks"]
         assert result.metrics["hit_rate"] + result.metrics["miss_rate"] == pytest.approx(1.0)
-        assert set(result.intervals) == {"hit_rate", "miss_rate"} and result.task["type"] == "caption_pick"
+        assert set(result.intervals) == {"hit_rate", "miss_rate"} and result.task.type == "caption_pick"
         on_disk = json.loads(result.paths(tmp_path / name)[0].read_text())
         assert on_disk["metrics"] == result.metrics and on_disk["run"]["profile"]["task_type"] == "caption_pick"
         results[name] = result

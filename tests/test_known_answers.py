@@ -131,7 +131,7 @@ def test_two_instances_of_a_model_class_without_fingerprint_are_never_mistaken_f
     first = evaluate(ColourModel(), [cards[0]], options=options(tmp_path))
     second = evaluate(ColourModel(swap={"red": "green"}), [cards[0]], options=options(tmp_path))
     assert second.skipped == [] and second["colours"].metrics["acc1"] < first["colours"].metrics["acc1"] == 1.0
-    assert first["colours"].model["weights_fingerprint"] is None
+    assert first["colours"].model.weights_fingerprint is None
 
 
 def test_class_embeddings_average_normalised_prompt_embeddings_then_renormalise():
@@ -237,7 +237,7 @@ def test_every_distinct_caption_is_embedded_once_and_equal_captions_embed_alike(
     result = evaluate(model, [str(card)], output_dir=None, workers=0, bootstrap=0)["dups"]
     embedded = [t for call in model.text_calls for t in call if t != "a photo."]  # the adapter's probe text
     assert sorted(embedded) == ["", "a blue car", "a photo", "a red car"]
-    assert result.dataset["num_texts"] == 6 and result.dataset["num_blank_captions"] == 1  # kept, and counted
+    assert result.dataset.num_texts == 6 and result.dataset.num_blank_captions == 1  # kept, and counted
     # All images embed alike (ones), so every caption ties with every image: ranks count the ties against.
     texts = result.samples[result.samples["query"] == "text"]
     assert texts["rank"].tolist() == [3, 3, 3, 3, 3, 3]
@@ -266,7 +266,7 @@ def test_a_tokenizer_without_the_class_names_warns(tiny_vtde, tmp_path, colour_r
     assert json.loads(results.paths["zoo"].read_text())["warnings"] == [warning]
     known = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
                                source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
-    assert evaluate(str(tiny_vtde), [str(known)], output_dir=None, workers=0, bootstrap=0)["colours"].warnings == []
+    assert evaluate(str(tiny_vtde), [str(known)], output_dir=None, workers=0, bootstrap=0)["colours"].warnings == ()
 
 
 def test_shards_reusing_keys_and_another_layout_give_the_same_intervals(tmp_path, caption_rows):

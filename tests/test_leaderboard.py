@@ -12,7 +12,7 @@ from conftest import COLOURS
 from result_factory import write_result
 from vtde_bench import leaderboard
 from vtde_bench.cli import main
-from vtde_bench.collect import load_records, load_results, read_task_results
+from vtde_bench.results import load_results, load_rows, read_task_results
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_build_rows_split_a_model_across_sections(tmp_path):
     metrics = {"acc1": 0.5, "acc5": 0.9, "mean_per_class_recall": 0.5}
     write_result(tmp_path, slug="m", task="full", metrics=metrics)
     write_result(tmp_path, slug="m", task="quick", metrics=metrics, limit=10, fingerprint="f" * 64)
-    board = leaderboard.build(load_records(tmp_path))
+    board = leaderboard.build(load_rows(tmp_path))
     assert [(r.model, r.rank, sorted(r.scores)) for r in board.rows] == [("m", 1, ["full"]), ("m", None, ["quick"])]
     assert board.rows[1].flags == ["quick: --limit 10"]
 
@@ -212,7 +212,7 @@ def test_bad_input_exits_2(case, tmp_path, capsys):
 
 def test_frame_renderer_keeps_fractions(tmp_path):
     write_result(tmp_path, slug="m", task="t", metrics={"acc1": 0.25, "acc5": 0.5, "mean_per_class_recall": 0.25})
-    frame = leaderboard.to_frame(leaderboard.build(load_records(tmp_path)))
+    frame = leaderboard.to_frame(leaderboard.build(load_rows(tmp_path)))
     assert frame.loc[0, "t"] == 0.25 and frame.loc[0, "average"] == 0.25 and frame.loc[0, "rank"] == 1
     assert "retrieval avg" not in frame and "classification avg" in frame  # only the task types present
 

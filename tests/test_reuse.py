@@ -40,7 +40,7 @@ def reused(model: Path, card: Path, out: Path, **options) -> bool:
 def test_the_same_run_is_reused_and_the_result_holds_its_profile(world):
     model, card, out, first = world
     assert reused(model, card, out)
-    profile = json.loads((out / first.model["slug"] / "colours.json").read_text())["run"]["profile"]
+    profile = json.loads((out / first.model.slug / "colours.json").read_text())["run"]["profile"]
     assert profile["fingerprint"] and profile["templates"] and profile["classnames"] and profile["protocol"] >= 2
     assert profile["precision"] == "fp32" and profile["bootstrap"] == 20 and profile["split"] == "test"
 
@@ -78,7 +78,7 @@ def test_an_edited_processor_with_the_same_weights_is_evaluated_again(world, edi
         config["model_max_length"] = 8
     path.write_text(json.dumps(config))
     result = evaluate(str(model), [str(card)], output_dir=out, **RUN)
-    assert result.skipped == [] and result["colours"].model["weights_fingerprint"] == first.model["weights_fingerprint"]
+    assert result.skipped == [] and result["colours"].model.weights_fingerprint == first.model.weights_fingerprint
 
 
 def test_the_same_data_in_another_layout_and_place_is_reused(world, colour_rows):
@@ -87,12 +87,12 @@ def test_the_same_data_in_another_layout_and_place_is_reused(world, colour_rows)
     elsewhere = card.parent.parent / "elsewhere"
     helpers.write_arrow(elsewhere / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
     result = evaluate(str(model), [str(card)], output_dir=out, data_dir=elsewhere, **RUN)
-    assert result.skipped == ["colours"] and result["colours"].dataset["layout"] == "parquet"  # the old result
+    assert result.skipped == ["colours"] and result["colours"].dataset.layout == "parquet"  # the old result
 
 
 def test_a_result_written_before_profiles_existed_is_evaluated_again(world):
     model, card, out, first = world
-    path = out / first.model["slug"] / "colours.json"
+    path = out / first.model.slug / "colours.json"
     data = json.loads(path.read_text())
     del data["run"]["profile"]
     path.write_text(json.dumps(data))

@@ -153,17 +153,17 @@ def test_card_runs_end_to_end_on_every_layout(name, tmp_path, tiny_vtde):
         options = RunOptions(output_dir=tmp_path / f"results-{layout}", data_dir=data_dir, workers=0, batch_size=1)
         outcomes[layout] = evaluate(str(tiny_vtde), [small], options=options)[name]
     first = outcomes[LAYOUTS[name][0]]
-    assert first.dataset["num_images"] == len(rows)
+    assert first.dataset.num_images == len(rows)
     # Facts of the fixture itself (the only check for a task with one layout; the loop below compares layouts).
     if hasattr(task, "classnames"):
-        assert first.dataset["num_texts"] == len(task.classnames) * 2 and len(first.per_class_recall) == len(task.classnames)
+        assert first.dataset.num_texts == len(task.classnames) * 2 and len(first.per_class_recall) == len(task.classnames)
     else:
-        assert first.dataset["num_texts"] == sum(len(c) for _, c in rows)
+        assert first.dataset.num_texts == sum(len(c) for _, c in rows)
     assert set(first.metrics) == set(task.metrics)
     for layout, result in outcomes.items():
-        assert result.dataset["fingerprint"] == first.dataset["fingerprint"], layout
+        assert result.dataset.fingerprint == first.dataset.fingerprint, layout
         assert result.metrics == first.metrics, layout
-        assert result.dataset["hub"] == task.source.hub
+        assert result.dataset.hub == task.source.hub
 
 
 def test_num_captions_is_checked(tmp_path, tiny_vtde):
@@ -217,7 +217,7 @@ def test_download_then_run_offline(tmp_path, tiny_vtde, monkeypatch):
         (task,) = load_tasks(name)
         small = dataclasses.replace(task, source=dataclasses.replace(task.source, num_samples=rows, num_captions=None))
         result = evaluate(str(tiny_vtde), [small], options=RunOptions(output_dir=None, data_dir=data, workers=0))[name]
-        assert result.dataset["num_images"] == rows
+        assert result.dataset.num_images == rows
 
 
 def test_download_of_a_local_task_is_a_user_error(tmp_path, capsys):

@@ -21,7 +21,7 @@ _LAZY = {
     "load_model": "vtde_bench.models",
     "load_tasks": "vtde_bench.tasks",
     "read_result": "vtde_bench.results",
-    "load_results": "vtde_bench.collect",
+    "load_results": "vtde_bench.results",
     "TaskResult": "vtde_bench.results",
     "UserError": "vtde_bench.errors",
     "RunFailure": "vtde_bench.errors",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from vtde_bench.collect import OURS, Record, load_records
+from vtde_bench.results import OURS, TaskResult, load_rows
 from vtde_bench.errors import RunFailure, UserError
 from vtde_bench.kinds import Kind, find_kind, metric
 
@@ -61,32 +61,32 @@ class Comparison:
         return bool(self.regressions)
 
 
-def resolve_one_model(paths: Sequence[str | Path] | str | Path, *, role: str) -> dict[str, Record]:
+def resolve_one_model(paths: Sequence[str | Path] | str | Path, *, role: str) -> dict[str, TaskResult]:
     """Our own results under `paths`, which must all be of one model: task → record.
 
     Raises:
         UserError: nothing found, a published or imported row, several models, or a task twice.
     """
-    records = load_records(paths)
+    records = load_rows(paths)
     where = " ".join(map(str, [paths] if isinstance(paths, (str, Path)) else paths))
     foreign = [r for r in records if r.source != OURS]
     if foreign:
-        raise UserError(f"{role} {where} holds {foreign[0].source} rows ({foreign[0].model}); compare takes only "
+        raise UserError(f"{role} {where} holds {foreign[0].source} rows ({foreign[0].model_name}); compare takes only "
                         "vtde-bench results (published and imported numbers are never a baseline)")
     if not records:
         raise UserError(f"no vtde-bench results in {role} {where}; run 'vtde-bench run' first")
-    models = sorted({r.model for r in records})
+    models = sorted({r.model_name for r in records})
     if len(models) > 1:
         raise UserError(f"{role} {where} holds results of {len(models)} models ({', '.join(models)}); name one model's folder")
-    by_task: dict[str, Record] = {}
+    by_task: dict[str, TaskResult] = {}
     for r in records:
-        if r.task in by_task:
-            raise UserError(f"{role} has two results for task {r.task}: {by_task[r.task].path} and {r.path}; name one")
-        by_task[r.task] = r
+        if r.task_name in by_task:
+            raise UserError(f"{role} has two results for task {r.task_name}: {by_task[r.task_name].path} and {r.path}; name one")
+        by_task[r.task_name] = r
     return by_task
 
 
-def _check_comparable(task: str, cand: Record, base: Record, *, force: bool, notes: list[str]) -> None:
+def _check_comparable(task: str, cand: TaskResult, base: TaskResult, *, force: bool, notes: list[str]) -> None:
     problems = []
     if cand.task_version != base.task_version:
         problems.append(f"task version {cand.task_version} vs baseline {base.task_version}")
@@ -98,7 +98,7 @@ def _check_comparable(task: str, cand: Record, base: Record, *, force: bool, not
     notes += [f"{task}: {p} (compared anyway: --force)" for p in problems]
 
 
-def _paired_intervals(task: str, cand: Record, base: Record, *, resamples: int) -> dict[str, list[float]]:
+def _paired_intervals(task: str, cand: TaskResult, base: TaskResult, *, resamples: int) -> dict[str, list[float]]:
     """Paired bootstrap intervals of candidate − baseline, fractions, from the two per-sample files.
 
     Raises:
@@ -123,7 +123,7 @@ def _paired_intervals(task: str, cand: Record, base: Record, *, resamples: int) 
         raise RunFailure(f"{task}: per-sample files {cand.samples_path} and {base.samples_path} do not match ({e})") from None
 
 
-def _kind(task: str, record: Record) -> Kind:
+def _kind(task: str, record: TaskResult) -> Kind:
     kind = find_kind(record.task_type)
     if kind is None:
         raise UserError(f"{task}: its results are of kind {record.task_type!r}, which no installed package defines; "
@@ -198,7 +198,8 @@ def compare(
             row = MetricComparison(task, name, name == b.main_metric, b.metrics[name], c.metrics[name],
                                    b.intervals.get(name), c.intervals.get(name), points, "")
             rows.append(_with_verdict(row, tolerance_points))
-    return Comparison(next(iter(cand.values())).model, next(iter(base.values())).model, tolerance_points, paired, rows, notes)
+    return Comparison(next(iter(cand.values())).model_name, next(iter(base.values())).model_name, tolerance_points, paired,
+                      rows, notes)
 
 
 def _with_verdict(row: MetricComparison, tolerance: float) -> MetricComparison:

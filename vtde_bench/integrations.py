@@ -232,7 +232,7 @@ class ZeroShotEvalCallback(TrainerCallback):
         return {
             f"eval_zeroshot_{r.task_name}_{name}": value
             for r in self.results for name, value in r.metrics.items()
-            if self.all_metrics or name == r.task["main_metric"]
+            if self.all_metrics or name == r.main_metric
         }
 
     def _scores(self, state: Any, kwargs: dict[str, Any]) -> dict[str, float]:

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Sequence
 
-from vtde_bench.collect import OURS, Record
+from vtde_bench.results import OURS, PUBLISHED, ScoreRow
 from vtde_bench.errors import UserError
 from vtde_bench.kinds import all_kinds, find_kind
 
@@ -86,16 +86,16 @@ def _majority(values: Sequence[Hashable]) -> Hashable | None:
     return counts[0][0]
 
 
-def _flags(records: Sequence[Record]) -> dict[int, list[str]]:
+def _flags(records: Sequence[ScoreRow]) -> dict[int, list[str]]:
     """For each of our own records (by id), why it cannot be ranked with the full runs; empty when it can."""
     ours = [r for r in records if r.source == OURS]
     full = [r for r in ours if not r.limited]
     reasons: dict[int, list[str]] = {}
-    for task in {r.task for r in ours}:
-        peers = [r for r in full if r.task == task]
+    for task in {r.task_name for r in ours}:
+        peers = [r for r in full if r.task_name == task]
         version = _majority([r.task_version for r in peers])
         data = _majority([r.dataset_fingerprint for r in peers])
-        for r in (r for r in ours if r.task == task):
+        for r in (r for r in ours if r.task_name == task):
             why = [f"--limit {r.limit}"] if r.limited else []
             if peers and r.task_version != version:
                 why.append(f"task version {r.task_version}" + (f" (others: {version})" if version is not None else " (no majority)"))
@@ -106,11 +106,11 @@ def _flags(records: Sequence[Record]) -> dict[int, list[str]]:
     return reasons
 
 
-def _columns(records: Sequence[Record]) -> list[Column]:
+def _columns(records: Sequence[ScoreRow]) -> list[Column]:
     own = [r for r in records if r.source == OURS] or list(records)
     columns = []
-    for task in {r.task for r in own}:
-        here = [r for r in own if r.task == task]
+    for task in {r.task_name for r in own}:
+        here = [r for r in own if r.task_name == task]
         kind = _majority([r.task_type for r in here]) or here[0].task_type
         definition = find_kind(kind)
         default = definition.default_main_metric if definition is not None else here[0].main_metric
@@ -119,11 +119,11 @@ def _columns(records: Sequence[Record]) -> list[Column]:
     return sorted(columns, key=lambda c: (order.get(c.task_type, len(order)), c.task))
 
 
-def _task_set(records: Sequence[Record], columns: list[Column]) -> list[str]:
+def _task_set(records: Sequence[ScoreRow], columns: list[Column]) -> list[str]:
     """The tasks every ranked row must have: those of our own full runs (else of whatever is there)."""
-    full = {r.task for r in records if r.source == OURS and not r.limited}
+    full = {r.task_name for r in records if r.source == OURS and not r.limited}
     if not full:
-        full = {r.task for r in records if r.source != "published"} or {r.task for r in records}
+        full = {r.task_name for r in records if r.source != PUBLISHED} or {r.task_name for r in records}
     return [c.task for c in columns if c.task in full]
 
 
@@ -135,7 +135,7 @@ def _card_column(task: str) -> Column:
     return Column(task, spec.type, spec.main_metric)
 
 
-def build(records: Sequence[Record], *, tasks: Sequence[str] | None = None) -> Leaderboard:
+def build(records: Sequence[ScoreRow], *, tasks: Sequence[str] | None = None) -> Leaderboard:
     """The leaderboard of `records` (our own results and any published or imported rows).
 
     Rows are ranked and averaged over one fixed task set: `tasks` (a group's) when given, else every
@@ -150,7 +150,7 @@ def build(records: Sequence[Record], *, tasks: Sequence[str] | None = None) -> L
     """
     if not records:
         raise UserError("no results to rank; run 'vtde-bench run' first or name result folders")
-    non_published = [r for r in records if r.source != "published"]
+    non_published = [r for r in records if r.source != PUBLISHED]
     columns = _columns(non_published or records)
     if tasks is not None:
         found = {c.task: c for c in _columns(records)}
@@ -161,22 +161,22 @@ def build(records: Sequence[Record], *, tasks: Sequence[str] | None = None) -> L
     by_task = {c.task: c for c in columns}
     flags = _flags(records)
     rows: dict[tuple[str, str, bool], Row] = {}
-    seen: dict[tuple[str, str, bool, str], Record] = {}
+    seen: dict[tuple[str, str, bool, str], ScoreRow] = {}
     for r in records:
-        column = by_task.get(r.task)
+        column = by_task.get(r.task_name)
         if column is None or column.main_metric not in r.metrics:
             continue
         why = flags.get(id(r), [])
-        key = (r.source, r.model, bool(why))
-        other = seen.setdefault((*key, r.task), r)
+        key = (r.source, r.model_name, bool(why))
+        other = seen.setdefault((*key, r.task_name), r)
         if other is not r:
             if other.metrics == r.metrics and other.dataset_fingerprint == r.dataset_fingerprint:
                 continue  # the same result found twice (a copy, or a folder and a file in it)
-            raise UserError(f"two different results for {r.model} on {r.task}: {other.path} and {r.path}; name only one")
-        row = rows.setdefault(key, Row(model=r.model, source=r.source, model_path=r.model_path))
-        row.scores[r.task] = r.metrics[column.main_metric]
+            raise UserError(f"two different results for {r.model_name} on {r.task_name}: {other.path} and {r.path}; name only one")
+        row = rows.setdefault(key, Row(model=r.model_name, source=r.source, model_path=r.model_path))
+        row.scores[r.task_name] = r.metrics[column.main_metric]
         if column.main_metric in r.intervals:
-            row.intervals[r.task] = r.intervals[column.main_metric]
+            row.intervals[r.task_name] = r.intervals[column.main_metric]
         row.flags += why
     for row in rows.values():
         missing = [t for t in required if t not in row.scores]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
 # The library's own protocol: bumped whenever a change of code moves numbers, so that no result
@@ -55,6 +55,17 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self._fields(), "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Profile | None":
+        """The profile a result file holds (None when it is not one this version can read: never reused)."""
+        names = {f.name for f in fields(cls)} - {"kind_fields"}
+        common = {k: v for k, v in data.items() if k in names}
+        kind = {k: v for k, v in data.items() if k not in names and k != "fingerprint"}
+        try:
+            return cls(**common, kind_fields=kind)
+        except TypeError:
+            return None
 
     @property
     def fingerprint(self) -> str:

@@ -71,7 +71,7 @@ def results_table(results: Iterable) -> list[Table]:
 
     by_type: dict[str, list] = {}
     for result in results:
-        by_type.setdefault(result.task["type"], []).append(result)
+        by_type.setdefault(result.task_type, []).append(result)
     tables = []
     for kind, rows in by_type.items():
         metric_names: list[str] = []
@@ -89,12 +89,12 @@ def results_table(results: Iterable) -> list[Table]:
         for r in rows:
             cells = []
             for name in metric_names:
-                cell = percent(r.metrics.get(name), (r.intervals or {}).get(name))
-                cells.append(f"[bold green]{cell}[/]" if name == r.task["main_metric"] else cell)
-            flag = " (limit)" if r.run.get("limit") else ""
-            timings = r.run.get("timings", {})
+                cell = percent(r.metrics.get(name), r.intervals.get(name))
+                cells.append(f"[bold green]{cell}[/]" if name == r.main_metric else cell)
+            flag = " (limit)" if r.limited else ""
+            timings = r.run.timings
             rate, seconds = timings.get("images_per_s"), timings.get("task_total_s")
-            table.add_row(r.model["slug"], r.task_name + flag, *cells, str(r.dataset["num_images"]),
+            table.add_row(r.model_name, r.task_name + flag, *cells, str(r.dataset.num_images),
                           f"{rate:.0f}" if rate else "cached", f"{seconds:.1f}" if seconds else "")
         tables.append(table)
     return tables

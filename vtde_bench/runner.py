@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from vtde_bench.errors import UserError
 from vtde_bench.profile import run_profile
 from vtde_bench.progress import NullProgress, Progress
-from vtde_bench.results import TaskResult, find_existing, result_path
+from vtde_bench.results import DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult, find_existing, result_path
 from vtde_bench.tasks import Task, load_tasks
 
 
@@ -78,15 +78,10 @@ class Results:
         return {r.task_name: r.write(output_dir) for r in self.results}
 
     def to_dataframe(self):
-        """One row per (model, task, metric), values as fractions."""
-        import pandas as pd
+        """One row per (model, task, metric), values as fractions: the columns of `vtde_bench.load_results`."""
+        from vtde_bench.results import results_frame
 
-        rows = [
-            {"model": r.model["slug"], "task": r.task_name, "metric": name, "value": value, "main": name == r.task["main_metric"]}
-            for r in self.results
-            for name, value in r.metrics.items()
-        ]
-        return pd.DataFrame(rows, columns=["model", "task", "metric", "value", "main"])
+        return results_frame(self.results)
 
 
 def library_versions() -> dict[str, str]:
@@ -244,37 +239,36 @@ def evaluate(
             progress.note(f"{task.name}: skipped bad image {message}")
         for warning in outcome.warnings:
             progress.note(f"{task.name}: {warning}")
+        info = model.info
         result = TaskResult(
-            task={"name": task.name, "version": task.version, "type": task.type, "main_metric": task.main_metric,
-                  "card": str(task.card_path) if task.card_path else None},
-            model={
-                "path": model.info.path, "revision": model.info.revision, "resolved_commit": model.info.resolved_commit,
-                "weights_fingerprint": model.info.weights_fingerprint, "num_parameters": model.info.num_parameters,
-                "embedding_dim": model.info.embedding_dim, "model_type": model.info.model_type, "slug": model.info.slug,
-                **model.info.extra,
-            },
-            dataset={
-                "source": task.source.describe(), "hub": task.source.hub, "revision": task.source.revision,
-                "split": task.source.split, "layout": data.layout, "location": data.location,
-                "fingerprint": data.fingerprint, "num_images": outcome.num_images, "num_texts": outcome.num_texts,
-                "num_bad_images": len(outcome.bad_images), "bad_image_keys": [k for k, _ in outcome.bad_images],
-                **({"num_blank_captions": data.blank_captions} if data.captions is not None else {}),
-            },
+            task=TaskRecord(name=task.name, version=task.version, type=task.type, main_metric=task.main_metric,
+                            card=str(task.card_path) if task.card_path else None),
+            model=ModelRecord(
+                path=info.path, slug=info.slug, revision=info.revision, resolved_commit=info.resolved_commit,
+                weights_fingerprint=info.weights_fingerprint, num_parameters=info.num_parameters,
+                embedding_dim=info.embedding_dim, model_type=info.model_type, extra=dict(info.extra),
+            ),
+            dataset=DatasetRecord(
+                source=task.source.describe(), hub=task.source.hub, revision=task.source.revision,
+                split=task.source.split, layout=data.layout, location=data.location,
+                fingerprint=data.fingerprint, num_images=outcome.num_images, num_texts=outcome.num_texts,
+                num_bad_images=len(outcome.bad_images), bad_image_keys=tuple(k for k, _ in outcome.bad_images),
+                num_blank_captions=data.blank_captions if data.captions is not None else None,
+            ),
+            run=RunRecord(
+                precision=model.precision, device=str(model.device), batch_size=options.batch_size,
+                batch_size_used=min(options.batch_size, getattr(model, "max_batch", None) or options.batch_size),
+                workers=default_workers() if options.workers is None else options.workers, limit=options.limit,
+                skip_bad_images=options.skip_bad_images, bootstrap_resamples=options.bootstrap, bootstrap_seed=BOOTSTRAP_SEED,
+                date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                timings=timings, versions=versions, world_size=shard.world,
+                cache={"enabled": cache is not None, **outcome.extra}, profile=profile,
+            ),
             metrics=outcome.metrics,
             main_score=outcome.metrics[task.main_metric],
             per_class_recall=outcome.per_class_recall,
-            intervals=intervals,
-            warnings=outcome.warnings,
-            run={
-                "precision": model.precision, "device": str(model.device), "batch_size": options.batch_size,
-                "batch_size_used": min(options.batch_size, getattr(model, "max_batch", None) or options.batch_size),
-                "workers": default_workers() if options.workers is None else options.workers, "limit": options.limit, "limited": options.limit is not None,
-                "skip_bad_images": options.skip_bad_images, "bootstrap_resamples": options.bootstrap, "bootstrap_seed": BOOTSTRAP_SEED,
-                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "timings": timings, "versions": versions, "world_size": shard.world,
-                "cache": {"enabled": cache is not None, **outcome.extra},
-                "profile": profile.to_dict(),
-            },
+            intervals={k: (v[0], v[1]) for k, v in (intervals or {}).items()},
+            warnings=tuple(outcome.warnings),
             samples=outcome.samples,
         )
         if options.output_dir is not None and shard.rank == 0:

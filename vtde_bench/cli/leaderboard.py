@@ -26,16 +26,15 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from vtde_bench import leaderboard, report
-    from vtde_bench.collect import load_records, published_records
-    from vtde_bench.results import atomic_write
+    from vtde_bench.results import atomic_write, load_rows, published_results
 
     tasks = _group_tasks(args.group) if args.group is not None else None  # a typo fails before any result is read
-    records = load_records(args.results)
+    records = load_rows(args.results)
     if not records:
         from vtde_bench.errors import UserError
 
         raise UserError(f"no results in {' '.join(map(str, args.results))}; run 'vtde-bench run' first or name result folders")
-    board = leaderboard.build(records + ([] if args.no_published else published_records()), tasks=tasks)
+    board = leaderboard.build(records + ([] if args.no_published else published_results()), tasks=tasks)
     if args.format == "table" and args.output is None:
         report.print_leaderboard(board)
         return EXIT_OK

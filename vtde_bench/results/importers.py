@@ -1,0 +1,191 @@
+"""Results of every source: our own result files, and rows imported from elsewhere.
+
+Imported rows (published numbers, CLIP_benchmark result files) are one type, `ImportedResult`,
+made by one interface, `Importer`: `recognises(data)` says whether a parsed JSON file is the
+importer's, `read(data, path)` turns it into rows. Our own `TaskResult` and `ImportedResult`
+share the `ScoreRow` protocol, which is what the leaderboard, `compare` and the DataFrame read.
+Imported rows are labelled by their importer's `name` and never ranked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+from vtde_bench.errors import UserError
+from vtde_bench.kinds import Kind, kind_of_clip_benchmark_task, kind_of_metrics
+from vtde_bench.results.records import OURS, ScoreRow, TaskResult
+from vtde_bench.results.store import read_json
+
+
+@dataclass(frozen=True)
+class ImportedResult:
+    """One (model, task) result another tool or a paper reported: a `ScoreRow`. Metric values are fractions."""
+
+    model_name: str  # a label that names the source
+    task_name: str
+    task_type: str
+    main_metric: str
+    metrics: Mapping[str, float]
+    source: str  # the importer's name
+    model_path: str | None = None
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    path: Path | None = None
+    # What an imported row does not know; the ScoreRow protocol asks for it.
+    task_version: int | None = None
+    limit: int | None = None
+    dataset_fingerprint: str | None = None
+    weights_fingerprint: str | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.limit is not None
+
+
+class Importer(Protocol):
+    name: str  # the `source` of the rows it makes
+
+    def recognises(self, data: Any) -> bool:
+        """Whether a parsed JSON file is of this importer's format."""
+
+    def read(self, data: Any, path: Path | None) -> list[ImportedResult]:
+        """The rows of such a file."""
+
+
+PUBLISHED = "published"
+
+
+class PublishedRows:
+    """vtde-bench's file of published reference numbers (`vtde_bench/reference/published.json`), or one like it."""
+
+    name = PUBLISHED
+
+    def recognises(self, data: Any) -> bool:
+        return isinstance(data, dict) and isinstance(data.get("rows"), list) and \
+            str(data.get("schema", "")).startswith("vtde-bench published")
+
+    def read(self, data: Any, path: Path | None) -> list[ImportedResult]:
+        return self.rows(data["rows"], path)
+
+    def rows(self, rows: Sequence[dict[str, Any]], path: Path | None = None) -> list[ImportedResult]:
+        out = []
+        for row in rows:
+            for task, metrics in row["metrics"].items():
+                kind = _kind_of(metrics, f"published row {row['model']} on {task}")  # the rows name no type
+                out.append(ImportedResult(model_name=row.get("label") or f"{row['model']} (published)", model_path=row["model"],
+                                          task_name=task, task_type=kind.type, main_metric=kind.default_main_metric,
+                                          metrics=dict(metrics), source=self.name, path=path))
+        return out
+
+
+class ClipBenchmark:
+    """CLIP_benchmark's result JSON (its `cli.py`: dataset, model, pretrained, task, metrics, language).
+
+    The kind whose `clip_benchmark_task` is the file's `task` names its metrics our way.
+    """
+
+    name = "clip_benchmark"
+    # CLIP_benchmark's dataset names (after any `wds/` and `vtab/` prefix) → our task names.
+    TASKS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet1k": "imagenet1k", "flickr30k": "flickr30k",
+             "mscoco_captions": "mscoco"}
+
+    def recognises(self, data: Any) -> bool:
+        return isinstance(data, dict) and {"dataset", "model", "pretrained", "task", "metrics"} <= set(data)
+
+    def read(self, data: Any, path: Path | None) -> list[ImportedResult]:
+        name = str(data["dataset"])
+        for prefix in ("wds/", "vtab/"):
+            name = name.removeprefix(prefix)
+        kind = kind_of_clip_benchmark_task(data["task"])
+        if kind is None:
+            raise UserError(f"{path}: CLIP_benchmark task {data['task']!r} cannot be imported (no kind of evaluation reads it)")
+        # CLIP_benchmark writes acc5 = NaN with fewer than five classes.
+        numbers = {k: float(v) for k, v in data["metrics"].items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)}
+        language = data.get("language") or "en"
+        label = f"{data['model']} / {data['pretrained']}{'' if language == 'en' else f' [{language}]'} (CLIP_benchmark)"
+        return [ImportedResult(model_name=label, model_path=f"{data['model']},{data['pretrained']}",
+                               task_name=self.TASKS.get(name, name.replace("/", "_")), task_type=kind.type,
+                               main_metric=kind.default_main_metric, metrics=kind.import_metrics(numbers), source=self.name,
+                               path=path)]
+
+
+IMPORTERS: list[Importer] = [ClipBenchmark(), PublishedRows()]
+
+
+def _kind_of(metrics: Mapping[str, float], where: str) -> Kind:
+    kind = kind_of_metrics(list(metrics))
+    if kind is None:
+        raise UserError(f"{where}: metrics {', '.join(metrics)} are not those of one kind of evaluation; fix the file")
+    return kind
+
+
+def published_results() -> list[ImportedResult]:
+    """The published reference rows shipped with vtde-bench (`vtde_bench/reference/published.json`)."""
+    from vtde_bench.reference import published_rows
+
+    return PublishedRows().rows(published_rows())
+
+
+def _is_ours(data: Any) -> bool:
+    return isinstance(data, dict) and "schema_version" in data and {"task", "model", "metrics"} <= set(data)
+
+
+def read_rows(path: Path, *, explicit: bool = True) -> list[ScoreRow]:
+    """The rows in one JSON file: our result, or what an importer reads. A file named explicitly must be one;
+    one found in a folder may be anything.
+
+    Raises:
+        UserError: the file is unreadable, not JSON, or (named explicitly) of no known source.
+    """
+    data = read_json(path)
+    if _is_ours(data):
+        return [TaskResult.from_json(data, where=str(path), path=path)]
+    for importer in IMPORTERS:
+        if importer.recognises(data):
+            return list(importer.read(data, path))
+    if explicit:
+        raise UserError(f"{path} is not a result of vtde-bench, CLIP_benchmark or a published-rows file")
+    return []
+
+
+def result_files(paths: Iterable[str | Path]) -> list[tuple[Path, bool]]:
+    """(JSON file, named explicitly) for each path: files as given, folders searched recursively (hidden files skipped).
+
+    Raises:
+        UserError: a path does not exist, or a file given is not JSON.
+    """
+    found: dict[Path, bool] = {}
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            for file in sorted(path.rglob("*.json")):
+                if file.is_file() and not any(part.startswith(".") for part in file.relative_to(path).parts):
+                    found.setdefault(file.resolve(), False)
+        elif path.is_file():
+            if path.suffix != ".json":
+                raise UserError(f"{path} is not a result JSON (per-sample .parquet files are found beside their JSON)")
+            found[path.resolve()] = True
+        else:
+            raise UserError(f"no such file or folder: {path}")
+    return list(found.items())
+
+
+def load_rows(paths: Iterable[str | Path] | str | Path, *, published: bool = False) -> list[ScoreRow]:
+    """Every result under `paths` (folders or files), ours and imported, plus the shipped published rows when `published`."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    rows = [r for file, explicit in result_files(paths) for r in read_rows(file, explicit=explicit)]
+    return rows + (published_results() if published else [])
+
+
+def read_task_results(paths: Iterable[str | Path] | str | Path) -> list[TaskResult]:
+    """Our own results under `paths` (imported rows are left out)."""
+    return [r for r in load_rows(paths) if isinstance(r, TaskResult)]
+
+
+def is_ours(row: ScoreRow) -> bool:
+    """A result of our own runs (ranked, comparable), not an imported row."""
+    return row.source == OURS
