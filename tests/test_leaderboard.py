@@ -281,3 +281,24 @@ def test_group_fixes_the_task_set(tmp_path, capsys):
     assert main(["leaderboard", str(tmp_path), "--group", "standrad"]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'standard'?" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_group_weighs_tasks_by_size_and_may_count_a_missing_task_as_zero(tmp_path):
+    """groups.toml's `aggregate = "size-weighted"` (cifar10 has 10,000 images, flickr30k 1,000) and `incomplete = "zero"`."""
+    from vtde_bench.tasks import Group
+
+    cls = {"acc1": 0.9, "acc5": 1.0, "mean_per_class_recall": 0.9}
+    ret = {name: 0.2 for name in ("image_to_text_recall@1", "image_to_text_recall@5", "image_to_text_recall@10",
+                                  "text_to_image_recall@1", "text_to_image_recall@5", "text_to_image_recall@10", "mean_recall@1")}
+    write_result(tmp_path, slug="both", task="cifar10", metrics=cls)
+    write_result(tmp_path, slug="both", task="flickr30k", metrics=ret, kind="retrieval")
+    write_result(tmp_path, slug="one", task="cifar10", metrics={**cls, "acc1": 0.95})
+    records = load_rows(tmp_path)
+    weighted = leaderboard.build(records, group=Group("g", ("cifar10", "flickr30k"), aggregate="size-weighted"))
+    (both,) = [r for r in weighted.rows if r.model == "both"]
+    assert both.average == pytest.approx((10_000 * 0.9 + 1_000 * 0.2) / 11_000) and both.rank == 1
+    assert [r.model for r in weighted.flagged] == ["one"]  # unranked: it misses flickr30k
+    zero = leaderboard.build(records, group=Group("g", ("cifar10", "flickr30k"), incomplete="zero"))
+    rows = {r.model: r for r in zero.rows}
+    assert rows["one"].average == pytest.approx(0.95 / 2) and rows["one"].rank == 2 and rows["one"].missing == ["flickr30k"]
+    assert rows["both"].average == pytest.approx((0.9 + 0.2) / 2) and rows["both"].rank == 1 and not zero.flagged

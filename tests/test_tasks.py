@@ -425,7 +425,8 @@ def fake_registry(tmp_path, monkeypatch) -> Path:
     make_card(folder, CLASSIFICATION_CARD, filename="alpha.toml", name="alpha")
     make_card(folder, RETRIEVAL_CARD, filename="beta.toml", name="beta")
     make_card(folder, CLASSIFICATION_CARD, filename="gamma_cards.toml", name="gamma")
-    (folder / "groups.toml").write_text('both = ["alpha", "beta"]\neverything = ["beta", "alpha", "gamma_cards"]\n')
+    (folder / "groups.toml").write_text('[both]\ntasks = ["alpha", "beta"]\n\n[everything]\ntasks = ["beta", "alpha", "gamma_cards"]\n'
+                                        'aggregate = "size-weighted"\nincomplete = "zero"\n')
     monkeypatch.setattr(T, "tasks_dir", lambda: folder)
     return folder
 
@@ -440,7 +441,23 @@ def test_registry_lists_cards_but_not_groups_toml(fake_registry):
         "beta": fake_registry / "beta.toml",
         "gamma_cards": fake_registry / "gamma_cards.toml",
     }
-    assert T.groups() == {"both": ("alpha", "beta"), "everything": ("beta", "alpha", "gamma_cards")}
+    assert T.groups() == {"both": T.Group("both", ("alpha", "beta")),
+                          "everything": T.Group("everything", ("beta", "alpha", "gamma_cards"), "size-weighted", "zero")}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('both = ["alpha", "beta"]\n', "must be a table"),
+    ('[both]\ntasks = ["alpha", "nope"]\n', "built-in task cards"),
+    ('[both]\ntasks = []\n', "built-in task cards"),
+    ('[both]\ntasks = ["alpha"]\naggregate = "median"\n', "aggregate must be one of mean, size-weighted"),
+    ('[both]\ntasks = ["alpha"]\nincomplete = "skip"\n', "incomplete must be one of unranked, zero"),
+    ('[both]\ntasks = ["alpha"]\nweights = 1\n', "unknown key"),
+])
+def test_a_bad_group_is_a_user_error_naming_it(fake_registry, text, problem):
+    (fake_registry / "groups.toml").write_text(text)
+    with pytest.raises(UserError, match=problem) as info:
+        T.groups()
+    assert "group 'both'" in str(info.value)
 
 
 def test_no_groups_file_means_no_groups(fake_registry):
@@ -504,8 +521,8 @@ def test_every_built_in_card_loads_and_every_group_member_exists():
     cards = T.registry()
     for path in cards.values():
         load_card(path)
-    for group, members in T.groups().items():
-        assert set(members) <= set(cards), f"group {group} names unknown tasks"
+    for name, group in T.groups().items():
+        assert set(group.tasks) <= set(cards), f"group {name} names unknown tasks"
 
 
 # ----------------------------------------------------------------------------- the CLI stays light

@@ -22,11 +22,14 @@ import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 from vtde_bench.results import OURS, PUBLISHED, ScoreRow
 from vtde_bench.errors import UserError
 from vtde_bench.kinds import all_kinds, find_kind
+
+if TYPE_CHECKING:
+    from vtde_bench.tasks import Group
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Row:
     average: float | None = None
     rank: int | None = None
     flags: list[str] = field(default_factory=list)  # why the row is not ranked ("task: reason")
+    missing: list[str] = field(default_factory=list)  # tasks of the ranked set it has no result for
 
     @property
     def flagged(self) -> bool:
@@ -119,6 +123,12 @@ def _columns(records: Sequence[ScoreRow]) -> list[Column]:
     return sorted(columns, key=lambda c: (order.get(c.task_type, len(order)), c.task))
 
 
+def _mean(score: dict[str, float], tasks: list[str], weights: dict[str, float]) -> float:
+    """The mean of the tasks' scores, weighted by `weights` (1 where it has none)."""
+    total = sum(weights.get(t, 1.0) for t in tasks)
+    return sum(score[t] * weights.get(t, 1.0) for t in tasks) / total
+
+
 def _task_set(records: Sequence[ScoreRow], columns: list[Column]) -> list[str]:
     """The tasks every ranked row must have: those of our own full runs (else of whatever is there)."""
     full = {r.task_name for r in records if r.source == OURS and not r.limited}
@@ -127,20 +137,14 @@ def _task_set(records: Sequence[ScoreRow], columns: list[Column]) -> list[str]:
     return [c.task for c in columns if c.task in full]
 
 
-def _card_column(task: str) -> Column:
-    """A column for a task of the requested group that no record has (everyone misses it)."""
-    from vtde_bench.tasks import load_tasks
-
-    (spec,) = load_tasks([task])
-    return Column(task, spec.type, spec.main_metric)
-
-
-def build(records: Sequence[ScoreRow], *, tasks: Sequence[str] | None = None) -> Leaderboard:
+def build(records: Sequence[ScoreRow], *, group: "Group | None" = None) -> Leaderboard:
     """The leaderboard of `records` (our own results and any published or imported rows).
 
-    Rows are ranked and averaged over one fixed task set: `tasks` (a group's) when given, else every
-    task that one of our own full runs has. A row missing any of them gets no rank and no average,
-    and is listed with the tasks it misses. With `tasks`, only those tasks are shown.
+    Rows are ranked and averaged over one fixed task set: the group's tasks when given (only those
+    are shown), else every task that one of our own full runs has. The group says how the set is
+    averaged (`aggregate`: a plain mean, or weighted by each task's `num_samples`) and what becomes of a
+    row missing a task (`incomplete`): "unranked", listed with the tasks it misses and no rank or
+    average (the rule without a group), or "zero", the task counting as 0.
 
     Published rows count only on the tasks that the other records have; when there are no
     other records, all their tasks are shown.
@@ -152,10 +156,18 @@ def build(records: Sequence[ScoreRow], *, tasks: Sequence[str] | None = None) ->
         raise UserError("no results to rank; run 'vtde-bench run' first or name result folders")
     non_published = [r for r in records if r.source != PUBLISHED]
     columns = _columns(non_published or records)
-    if tasks is not None:
+    weights: dict[str, float] = {}
+    incomplete = "unranked"
+    if group is not None:
+        from vtde_bench.tasks import load_tasks
+
+        specs = {spec.name: spec for spec in load_tasks(list(group.tasks))}
         found = {c.task: c for c in _columns(records)}
-        columns = [found.get(t) or _card_column(t) for t in dict.fromkeys(tasks)]
+        columns = [found.get(t) or Column(t, specs[t].type, specs[t].main_metric) for t in group.tasks]
         required = [c.task for c in columns]
+        if group.aggregate == "size-weighted":
+            weights = {t: float(specs[t].source.num_samples) for t in required}
+        incomplete = group.incomplete
     else:
         required = _task_set(records, columns)
     by_task = {c.task: c for c in columns}
@@ -179,16 +191,17 @@ def build(records: Sequence[ScoreRow], *, tasks: Sequence[str] | None = None) ->
             row.intervals[r.task_name] = r.intervals[column.main_metric]
         row.flags += why
     for row in rows.values():
-        missing = [t for t in required if t not in row.scores]
-        if missing:
+        row.missing = [t for t in required if t not in row.scores]
+        if row.missing and incomplete == "unranked":
             if not row.flags:  # a row otherwise ranked (or sorted among the ranked) says what it lacks
-                row.flags.append("missing " + ", ".join(missing))
+                row.flags.append("missing " + ", ".join(row.missing))
             continue  # an average over another set of tasks compares with nothing: none
+        score = {t: row.scores.get(t, 0.0) for t in required}  # "zero": a missing task counts as 0
         for kind in {c.task_type for c in columns}:
-            values = [row.scores[c.task] for c in columns if c.task_type == kind and c.task in required]
-            if values:
-                row.averages[kind] = sum(values) / len(values)
-        row.average = sum(row.scores[t] for t in required) / len(required) if required else None
+            of_kind = [c.task for c in columns if c.task_type == kind and c.task in required]
+            if of_kind:
+                row.averages[kind] = _mean(score, of_kind, weights)
+        row.average = _mean(score, required, weights) if required else None
 
     def order(row: Row) -> tuple:
         return (row.average is None, -(row.average or 0.0), row.model)
@@ -249,7 +262,7 @@ def to_json(board: Leaderboard) -> str:
         "rows": [
             {"section": "flagged" if r.flagged else "main", "rank": r.rank, "model": r.model, "source": r.source,
              "model_path": r.model_path, "scores": r.scores, "intervals": {t: list(v) for t, v in r.intervals.items()},
-             "averages": r.averages, "average": r.average, "flags": r.flags}
+             "averages": r.averages, "average": r.average, "flags": r.flags, "missing": r.missing}
             for r in board.rows
         ],
     }

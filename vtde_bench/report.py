@@ -116,9 +116,13 @@ def print_tasks(rows: list[dict]) -> None:
     out.print(table)
 
 
-def print_groups(groups: dict[str, tuple[str, ...]]) -> None:
-    for name, members in groups.items():
-        out.print(f"[bold]{name}[/bold]: {', '.join(members)}", highlight=False)
+def print_groups(groups: dict) -> None:
+    """Each `vtde_bench.tasks.Group`: its tasks, and how a leaderboard aggregates them when not the defaults."""
+    for name, group in groups.items():
+        how = [f"{k} {v}" for k, v, default in (("aggregate", group.aggregate, "mean"), ("incomplete", group.incomplete, "unranked"))
+               if v != default]
+        extra = f" [dim]({escape('; '.join(how))})[/dim]" if how else ""
+        out.print(f"[bold]{escape(name)}[/bold]: {escape(', '.join(group.tasks))}{extra}", highlight=False)
 
 
 def error(message: str) -> None:

@@ -275,8 +275,34 @@ def registry() -> dict[str, Path]:
     return cards
 
 
-def groups() -> dict[str, tuple[str, ...]]:
-    """Named groups of tasks from `tasks/groups.toml` (group name → task names)."""
+AGGREGATES = ("mean", "size-weighted")  # how a group's tasks average: plainly, or weighted by each task's num_samples
+INCOMPLETE = ("unranked", "zero")  # a row missing a task: listed without rank or average, or the task counts as 0
+_GROUP_KEYS = {"tasks": list, "aggregate": str, "incomplete": str, "description": str}
+
+
+@dataclass(frozen=True)
+class Group:
+    """A named group of built-in tasks, from `tasks/groups.toml`, and how a leaderboard aggregates it."""
+
+    name: str
+    tasks: tuple[str, ...]
+    aggregate: str = "mean"
+    incomplete: str = "unranked"
+    description: str = ""
+
+
+def groups() -> dict[str, Group]:
+    """Named groups of tasks from `tasks/groups.toml`, each a table:
+
+        [standard]
+        tasks = ["cifar10", "cifar100", "imagenet1k", "flickr30k", "mscoco"]
+        aggregate = "mean"         # or "size-weighted"
+        incomplete = "unranked"    # or "zero"
+        description = "..."
+
+    Raises:
+        UserError: the file is not TOML, or a group is not such a table of built-in task names.
+    """
     path = tasks_dir() / "groups.toml"
     if not path.is_file():
         return {}
@@ -286,10 +312,27 @@ def groups() -> dict[str, tuple[str, ...]]:
         raise UserError(f"{path}: not valid TOML ({e})") from None
     cards = registry()
     out = {}
-    for name, members in data.items():
-        if not isinstance(members, list) or not all(isinstance(m, str) and m in cards for m in members):
-            raise UserError(f"{path}: group '{name}' must list names of built-in task cards, got {members!r}")
-        out[name] = tuple(members)
+    for name, table in data.items():
+        def fail(problem: str) -> UserError:
+            return UserError(f"{path}: group '{name}' {problem}")
+
+        if not isinstance(table, dict):
+            raise fail(f"must be a table, like [{name}] with tasks = [...]")
+        unknown = set(table) - set(_GROUP_KEYS)
+        if unknown:
+            raise fail(f"has unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(_GROUP_KEYS)}")
+        members = table.get("tasks")
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) and m in cards for m in members):
+            raise fail(f"must list names of built-in task cards in tasks = [...], got {members!r}")
+        aggregate, incomplete = table.get("aggregate", "mean"), table.get("incomplete", "unranked")
+        if aggregate not in AGGREGATES:
+            raise fail(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+        if incomplete not in INCOMPLETE:
+            raise fail(f"incomplete must be one of {', '.join(INCOMPLETE)}, got {incomplete!r}")
+        description = table.get("description", "")
+        if not isinstance(description, str):
+            raise fail("description must be text")
+        out[name] = Group(name, tuple(members), aggregate, incomplete, description)
     return out
 
 
@@ -316,7 +359,7 @@ def load_tasks(names: "Sequence[str | Path | TaskSpec] | str | Path | TaskSpec")
         elif name in cards:
             tasks.append(load_card(cards[name]))
         elif name in known_groups:
-            tasks.extend(load_card(cards[member]) for member in known_groups[name])
+            tasks.extend(load_card(cards[member]) for member in known_groups[name].tasks)
         else:
             choices = list(cards) + list(known_groups)
             hint = difflib.get_close_matches(name, choices, n=1)

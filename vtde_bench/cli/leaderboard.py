@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vtde_bench.cli import EXIT_OK
+
+if TYPE_CHECKING:
+    from vtde_bench.tasks import Group
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
 
@@ -19,8 +23,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="table", choices=FORMATS, help="table (default), markdown, csv, json (fractions) or html")
     p.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
     p.add_argument("--no-published", action="store_true", help="leave out the published reference rows")
-    p.add_argument("--group", metavar="NAME", help="rank and average over this task group's tasks (default: every task "
-                                                  "of a full run given); rows missing one are listed without a rank")
+    p.add_argument("--group", metavar="NAME", help="rank and average over this task group's tasks, as groups.toml says "
+                                                  "(default: every task of a full run given; rows missing one are not ranked)")
     p.set_defaults(handler=_leaderboard)
 
 
@@ -28,13 +32,13 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from vtde_bench import leaderboard, report
     from vtde_bench.results import atomic_write, load_rows, published_results
 
-    tasks = _group_tasks(args.group) if args.group is not None else None  # a typo fails before any result is read
+    group = _group(args.group) if args.group is not None else None  # a typo fails before any result is read
     records = load_rows(args.results)
     if not records:
         from vtde_bench.errors import UserError
 
         raise UserError(f"no results in {' '.join(map(str, args.results))}; run 'vtde-bench run' first or name result folders")
-    board = leaderboard.build(records + ([] if args.no_published else published_results()), tasks=tasks)
+    board = leaderboard.build(records + ([] if args.no_published else published_results()), group=group)
     if args.format == "table" and args.output is None:
         report.print_leaderboard(board)
         return EXIT_OK
@@ -55,7 +59,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _group_tasks(name: str) -> tuple[str, ...]:
+def _group(name: str) -> "Group":
     import difflib
 
     from vtde_bench.errors import UserError
