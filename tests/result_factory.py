@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vtde_bench import results
 from vtde_bench.results import DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult
 
 FINGERPRINT = "d" * 64
@@ -55,4 +56,4 @@ def write_result(
         run=RunRecord(precision="fp32", device="cpu", batch_size=64, workers=0, limit=limit, date="2026-01-01T00:00:00+00:00"),
         samples=samples,
     )
-    return result.write(out)
+    return results.write_result(result, out)

@@ -70,8 +70,8 @@ def test_vectorised_statistics_equal_naive_resamples(seed):
 def test_intervals_contain_the_point_estimate_and_are_seeded():
     rng = np.random.default_rng(5)
     samples = retrieval_samples(rng, n=60)
-    a = bootstrap.intervals("retrieval", samples, METRICS["retrieval"], resamples=300)
-    b = bootstrap.intervals("retrieval", samples, METRICS["retrieval"], resamples=300)
+    a = bootstrap.intervals(RET, samples, METRICS["retrieval"], resamples=300)
+    b = bootstrap.intervals(RET, samples, METRICS["retrieval"], resamples=300)
     assert a == b
     images = samples[samples["query"] == "image"]
     point = np.mean(images["rank"] <= 5)
@@ -86,7 +86,7 @@ def test_coverage_is_near_nominal_on_simulated_data():
     for trial in range(trials):
         hits = rng.random(n) < true_rate
         samples = pd.DataFrame({"key": range(n), "label": 0, "rank": np.where(hits, 1, 2)})
-        low, high = bootstrap.intervals("zeroshot_classification", samples, ("acc1", "mean_per_class_recall"), resamples=400, seed=trial)["acc1"]
+        low, high = bootstrap.intervals(CLS, samples, ("acc1", "mean_per_class_recall"), resamples=400, seed=trial)["acc1"]
         covered += low <= true_rate <= high
     assert 0.93 <= covered / trials <= 0.97  # binomial sd at 300 trials is about 1.3 points; 90% or 99% intervals fall outside
 
@@ -94,11 +94,11 @@ def test_coverage_is_near_nominal_on_simulated_data():
 def test_paired_difference_is_zero_for_identical_runs_and_detects_a_shift():
     rng = np.random.default_rng(3)
     base = classification_samples(rng, n=300)
-    same = bootstrap.paired_difference_intervals("zeroshot_classification", base, base, METRICS["zeroshot_classification"], resamples=200)
+    same = bootstrap.paired_difference_intervals(CLS, base, base, METRICS["zeroshot_classification"], resamples=200)
     assert same["acc1"] == [0.0, 0.0]
     worse = base.copy()
     worse.loc[worse.index[:90], "rank"] = 9  # 90 of 300 images lose their hit (if they had one)
-    diff = bootstrap.paired_difference_intervals("zeroshot_classification", worse.sample(frac=1, random_state=1), base,
+    diff = bootstrap.paired_difference_intervals(CLS, worse.sample(frac=1, random_state=1), base,
                                                  METRICS["zeroshot_classification"], resamples=500)
     assert diff["acc1"][1] < 0  # the whole interval is below zero
 
@@ -107,7 +107,7 @@ def test_paired_needs_the_same_queries():
     rng = np.random.default_rng(4)
     a = classification_samples(rng, n=30)
     with pytest.raises(ValueError, match="same queries"):
-        bootstrap.paired_difference_intervals("zeroshot_classification", a, a.iloc[:-1], METRICS["zeroshot_classification"])
+        bootstrap.paired_difference_intervals(CLS, a, a.iloc[:-1], METRICS["zeroshot_classification"])
 
 
 def _reference_percentiles(values: list[dict[str, float]]) -> dict[str, list[float]]:
@@ -123,14 +123,14 @@ def test_intervals_equal_percentiles_of_naively_recomputed_resamples():
     assert resamples <= bootstrap._BLOCK
     idx = np.random.default_rng(4).integers(0, len(cls), size=(resamples, len(cls)))
     expected = _reference_percentiles([naive_classification(cls, row, 7) for row in idx])
-    got = bootstrap.intervals("zeroshot_classification", cls, METRICS["zeroshot_classification"], resamples=resamples, seed=4)
+    got = bootstrap.intervals(CLS, cls, METRICS["zeroshot_classification"], resamples=resamples, seed=4)
     assert got.keys() == expected.keys()
     for name in expected:
         assert got[name] == pytest.approx(expected[name]), name
     n_images = int((ret["query"] == "image").sum())
     idx = np.random.default_rng(4).integers(0, n_images, size=(resamples, n_images))
     expected = _reference_percentiles([naive_retrieval(ret, row) for row in idx])
-    got = bootstrap.intervals("retrieval", ret, METRICS["retrieval"], resamples=resamples, seed=4)
+    got = bootstrap.intervals(RET, ret, METRICS["retrieval"], resamples=resamples, seed=4)
     for name in expected:
         assert got[name] == pytest.approx(expected[name]), name
 
@@ -142,7 +142,7 @@ def test_paired_intervals_equal_percentiles_of_naive_differences_on_shuffled_tab
     cand = base.copy()
     cand["rank"] = np.maximum(1, cand["rank"] + rng.integers(-3, 4, len(cand)))
     resamples = 100  # one block of draws (see above)
-    paired = bootstrap.paired_difference_intervals("retrieval", cand.sample(frac=1, random_state=2), base.sample(frac=1, random_state=3),
+    paired = bootstrap.paired_difference_intervals(RET, cand.sample(frac=1, random_state=2), base.sample(frac=1, random_state=3),
                                                    METRICS["retrieval"], resamples=resamples, seed=9)
     order = ["query", "key", "caption_index"]
     cand_sorted = cand.sort_values(order).reset_index(drop=True)
@@ -176,8 +176,8 @@ def test_the_same_rows_in_another_order_and_with_other_keys_give_the_same_interv
     other = table.sample(frac=1, random_state=5).reset_index(drop=True)
     renamed = {k: f"shard9/{i}" for i, k in enumerate(sorted(set(other["key"]), reverse=True))}
     other = other.assign(key=other["key"].map(renamed), row=other["row"].map(lambda r: 1000 - r))
-    a = bootstrap.intervals(kind, table, METRICS[kind], resamples=300)
-    b = bootstrap.intervals(kind, other, METRICS[kind], resamples=300)
+    a = bootstrap.intervals(get_kind(kind), table, METRICS[kind], resamples=300)
+    b = bootstrap.intervals(get_kind(kind), other, METRICS[kind], resamples=300)
     assert a == b
 
 
@@ -187,7 +187,7 @@ def test_shards_reusing_keys_keep_their_images_apart():
     table = _with_identity(retrieval_samples(rng, n=30), rng)
     clashing = table.assign(key=table["key"].map(lambda k: f"k{int(k[1:]) % 15:03d}"))  # rows 0 and 15 share a key ...
     assert clashing["key"].nunique() == 15 and clashing["row"].nunique() == 30
-    assert bootstrap.intervals("retrieval", clashing, METRICS["retrieval"], resamples=300) == bootstrap.intervals("retrieval", table, METRICS["retrieval"], resamples=300)
+    assert bootstrap.intervals(RET, clashing, METRICS["retrieval"], resamples=300) == bootstrap.intervals(RET, table, METRICS["retrieval"], resamples=300)
     n_units, _ = RET.statistic(clashing, METRICS[RET.type])
     assert n_units == 30
 
@@ -197,5 +197,5 @@ def test_paired_intervals_pair_by_image_content_across_layouts():
     base = _with_identity(retrieval_samples(rng, n=30), rng)
     cand = base.assign(rank=np.maximum(1, base["rank"] + rng.integers(-3, 4, len(base))))
     moved = cand.sample(frac=1, random_state=1).assign(key=lambda t: "other/" + t["key"], row=lambda t: t["row"] + 100)
-    assert bootstrap.paired_difference_intervals("retrieval", moved, base, METRICS["retrieval"], resamples=200) == \
-        bootstrap.paired_difference_intervals("retrieval", cand, base, METRICS["retrieval"], resamples=200)
+    assert bootstrap.paired_difference_intervals(RET, moved, base, METRICS["retrieval"], resamples=200) == \
+        bootstrap.paired_difference_intervals(RET, cand, base, METRICS["retrieval"], resamples=200)

@@ -24,6 +24,7 @@ from vtde_bench import evaluate
 from vtde_bench.cli import main
 from vtde_bench.errors import UserError
 from vtde_bench.kinds import Kind, Metric, all_kinds, get_kind, register_kind
+from vtde_bench.results import result_path
 from vtde_bench.tasks import load_card
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vtde_bench"
@@ -70,7 +71,7 @@ def test_a_kind_registered_in_process_runs_end_to_end(tmp_path, tiny_vtde, tiny_
         result = evaluate(str(model), [str(card)], output_dir=tmp_path / name, workers=0, bootstrap=50)["picks"]
         assert result.metrics["hit_rate"] + result.metrics["miss_rate"] == pytest.approx(1.0)
         assert set(result.intervals) == {"hit_rate", "miss_rate"} and result.task.type == "caption_pick"
-        on_disk = json.loads(result.paths(tmp_path / name)[0].read_text())
+        on_disk = json.loads(result_path(tmp_path / name, result.model.slug, "picks").read_text())
         assert on_disk["metrics"] == result.metrics and on_disk["run"]["profile"]["task_type"] == "caption_pick"
         results[name] = result
     capsys.readouterr()

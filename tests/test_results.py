@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from vtde_bench.errors import UserError
+from vtde_bench.files import atomic_write
 from vtde_bench.profile import Profile
-from vtde_bench.results import (SCHEMA_VERSION, DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult, atomic_write,
-                                find_existing, read_result)
+from vtde_bench.results import (SCHEMA_VERSION, DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult, find_existing,
+                                read_result, write_result)
 
 PROFILE = Profile(task_type="retrieval", task_version=1, main_metric="mean_recall@1", split="test", config=None,
                   image_column="image", label_column=None, caption_column="captions", kind_fields={}, limit=None,
@@ -34,7 +35,7 @@ def make_result(*, profile: Profile | None = PROFILE, **changes) -> TaskResult:
 
 def test_round_trip(tmp_path):
     result = make_result(intervals={"mean_recall@1": (0.25, 0.75)}, warnings=("careful",))
-    path = result.write(tmp_path)
+    path = write_result(result, tmp_path)
     assert path == tmp_path / "m-12345678" / "t.json"
     assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION == 2
     again = read_result(path)
@@ -87,7 +88,7 @@ def test_a_schema_1_file_loads_with_every_field(tmp_path):
 def test_nan_metrics_are_refused(tmp_path):
     """JSON has no NaN; writing one would give a file other tools cannot read."""
     with pytest.raises(ValueError):
-        make_result(metrics={"x": float("nan")}).write(tmp_path)
+        write_result(make_result(metrics={"x": float("nan")}), tmp_path)
     assert not (tmp_path / "m-12345678").exists()
 
 
@@ -109,7 +110,7 @@ def test_unwritable_output_is_a_user_error(tmp_path):
     """Tests run as root, so a path under a regular file stands in for a read-only folder."""
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="cannot write"):
-        make_result().write(tmp_path / "file" / "sub")
+        write_result(make_result(), tmp_path / "file" / "sub")
 
 
 @pytest.mark.parametrize(
@@ -125,7 +126,7 @@ def test_bad_result_files_are_reported(tmp_path, text, message):
 
 
 def test_find_existing_matches_on_weights_data_and_profile(tmp_path):
-    path = make_result().write(tmp_path)
+    path = write_result(make_result(), tmp_path)
     same = dict(weights="w" * 64, dataset="d" * 64, profile=PROFILE.fingerprint)
     assert find_existing(path, **same) is not None
     for change in ({"weights": "x" * 64}, {"dataset": "x" * 64}, {"profile": "x" * 64}):
@@ -135,7 +136,7 @@ def test_find_existing_matches_on_weights_data_and_profile(tmp_path):
 
 
 def test_a_result_written_before_profiles_is_never_reused(tmp_path):
-    path = make_result(profile=None).write(tmp_path)
+    path = write_result(make_result(profile=None), tmp_path)
     assert find_existing(path, weights="w" * 64, dataset="d" * 64, profile=PROFILE.fingerprint) is None
     schema_1 = tmp_path / "old" / "t.json"
     schema_1.parent.mkdir()

@@ -12,16 +12,22 @@ many resamples are asked for.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from vtde_bench.kinds import Kind
-
 _BLOCK = 100
 LEVEL = 0.95
+
+
+class Resampled(Protocol):
+    """What the engine asks of a kind (a `vtde_bench.kinds.Kind`)."""
+
+    identity: tuple[str, ...]  # per-sample columns that, with the image, tell one query from another
+
+    def statistic(self, samples: pd.DataFrame, metrics: tuple[str, ...]) -> tuple[int, Callable[[np.ndarray], dict[str, np.ndarray]]]:
+        """(number of units, a map from (B, n) unit indices to {metric: (B,) values})."""
 
 
 def _resample_stats(
@@ -58,23 +64,16 @@ def image_unit(samples: pd.DataFrame) -> str:
     return "row" if "row" in samples.columns else "key"
 
 
-def _kind(kind: "Kind | str") -> "Kind":
-    from vtde_bench.kinds import get_kind
-
-    return get_kind(kind) if isinstance(kind, str) else kind
-
-
-def intervals(kind: "Kind | str", samples: pd.DataFrame, metrics: Sequence[str], *, resamples: int = 1000,
+def intervals(kind: Resampled, samples: pd.DataFrame, metrics: Sequence[str], *, resamples: int = 1000,
               seed: int = 0) -> dict[str, list[float]]:
     """95% percentile-bootstrap intervals of `metrics`, as [low, high] fractions, from a per-sample table of `kind`."""
-    kind = _kind(kind)
     n_units, statistic = kind.statistic(samples, tuple(metrics))
     stats = _resample_stats(n_units, statistic, resamples=resamples, seed=seed)
     return _percentiles({name: values for name, values in stats.items() if name in metrics})
 
 
 def paired_difference_intervals(
-    kind: "Kind | str", candidate: pd.DataFrame, baseline: pd.DataFrame, metrics: Sequence[str], *,
+    kind: Resampled, candidate: pd.DataFrame, baseline: pd.DataFrame, metrics: Sequence[str], *,
     resamples: int = 1000, seed: int = 0,
 ) -> dict[str, list[float]]:
     """Intervals of candidate − baseline, resampling the same images in both.
@@ -85,7 +84,6 @@ def paired_difference_intervals(
     Raises:
         ValueError: the two tables do not hold the same queries (compare runs on one dataset fingerprint).
     """
-    kind = _kind(kind)
     by_content = "image_sha256" in candidate.columns and "image_sha256" in baseline.columns
     if not by_content:
         candidate, baseline = (t.drop(columns=["image_sha256"], errors="ignore") for t in (candidate, baseline))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtde_bench.results import atomic_write
+from vtde_bench.files import atomic_write
 
 if TYPE_CHECKING:
     import torch

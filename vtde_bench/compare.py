@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from vtde_bench.results import OURS, TaskResult, load_rows
+from vtde_bench.results import OURS, TaskResult, load_rows, samples_path
 from vtde_bench.errors import RunFailure, UserError
 from vtde_bench.kinds import Kind, find_kind, metric
 
@@ -110,7 +110,7 @@ def _paired_intervals(task: str, cand: TaskResult, base: TaskResult, *, resample
 
     tables = []
     for record in (cand, base):
-        path = record.samples_path
+        path = None if record.path is None else samples_path(record.path)
         if path is None or not path.is_file():
             raise UserError(f"{task}: no per-sample file beside {record.path}; --paired needs it (rerun, or compare without --paired)")
         try:
@@ -120,7 +120,7 @@ def _paired_intervals(task: str, cand: TaskResult, base: TaskResult, *, resample
     try:
         return paired_difference_intervals(_kind(task, base), tables[0], tables[1], list(base.metrics), resamples=resamples)
     except (ValueError, KeyError) as e:
-        raise RunFailure(f"{task}: per-sample files {cand.samples_path} and {base.samples_path} do not match ({e})") from None
+        raise RunFailure(f"{task}: per-sample files {samples_path(cand.path)} and {samples_path(base.path)} do not match ({e})") from None
 
 
 def _kind(task: str, record: TaskResult) -> Kind:

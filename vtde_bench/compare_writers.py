@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from vtde_bench.compare import NOT_SIGNIFICANT, Comparison, MetricComparison, interval_text
-from vtde_bench.results import atomic_write
+from vtde_bench.files import atomic_write
 
 
 def describe(row: MetricComparison, tolerance: float) -> str:

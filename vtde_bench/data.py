@@ -24,7 +24,7 @@ from PIL import Image
 
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
-from vtde_bench.tasks import SORTED_FOLDERS, TaskSpec
+from vtde_bench.spec import SORTED_FOLDERS, TaskSpec
 
 if TYPE_CHECKING:
     from vtde_bench.cache import EmbeddingCache

@@ -20,7 +20,7 @@ from vtde_bench.data import TaskData
 from vtde_bench.embed import ImageEmbeddings, embed_images, embed_texts
 from vtde_bench.models import Embedder
 from vtde_bench.progress import Progress
-from vtde_bench.tasks import TaskSpec
+from vtde_bench.spec import TaskSpec
 
 
 @dataclass

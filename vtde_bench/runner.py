@@ -17,7 +17,8 @@ from typing import Any, Sequence
 from vtde_bench.errors import UserError
 from vtde_bench.profile import run_profile
 from vtde_bench.progress import NullProgress, Progress
-from vtde_bench.results import DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult, find_existing, result_path
+from vtde_bench.results import (DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult, find_existing, result_path,
+                                write_result)
 from vtde_bench.tasks import Task, load_tasks
 
 
@@ -75,7 +76,7 @@ class Results:
 
     def write(self, output_dir: str | Path) -> dict[str, Path]:
         """Write every result (JSON and per-sample file) under `output_dir`, as `run` does."""
-        return {r.task_name: r.write(output_dir) for r in self.results}
+        return {r.task_name: write_result(r, output_dir) for r in self.results}
 
     def to_dataframe(self):
         """One row per (model, task, metric), values as fractions: the columns of `vtde_bench.load_results`."""
@@ -272,7 +273,7 @@ def evaluate(
             samples=outcome.samples,
         )
         if options.output_dir is not None and shard.rank == 0:
-            results.paths[task.name] = result.write(options.output_dir)
+            results.paths[task.name] = write_result(result, options.output_dir)
         results.results.append(result)
     return results
 

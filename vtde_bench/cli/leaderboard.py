@@ -30,7 +30,8 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from vtde_bench import leaderboard, report
-    from vtde_bench.results import atomic_write, load_rows, published_results
+    from vtde_bench.files import atomic_write
+    from vtde_bench.results import load_rows, published_results
 
     group = _group(args.group) if args.group is not None else None  # a typo fails before any result is read
     records = load_rows(args.results)

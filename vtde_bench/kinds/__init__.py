@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from vtde_bench.evaluators import EmbedOptions, Scores
     from vtde_bench.models import Embedder
     from vtde_bench.progress import Progress
-    from vtde_bench.tasks import TaskSpec, _Card
+    from vtde_bench.spec import Card, TaskSpec
 
 ENTRY_POINTS = "vtde_bench.kinds"
 NEEDS = ("labels", "captions")  # what the data loader can give a kind of each row: a class index, or captions
@@ -63,13 +63,13 @@ class Kind:
 
     # ------------------------------------------------------------------ cards
 
-    def spec(self, card: "_Card", common: dict[str, Any], tables: dict[str, dict[str, Any]]) -> "TaskSpec":
+    def spec(self, card: "Card", common: dict[str, Any], tables: dict[str, dict[str, Any]]) -> "TaskSpec":
         """The spec of a card of this kind: `common` holds the fields every kind has, `tables` this kind's tables."""
-        from vtde_bench.tasks import TaskSpec
+        from vtde_bench.spec import TaskSpec
 
         return TaskSpec(**common)
 
-    def source_values(self, card: "_Card", src: dict[str, Any]) -> dict[str, Any]:
+    def source_values(self, card: "Card", src: dict[str, Any]) -> dict[str, Any]:
         """`Source` fields from the kind's own [source] keys, with their defaults."""
         return {**self.source_defaults, **{k: src[k] for k in self.source_fields if k in src}}
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from vtde_bench.kinds import Kind, Metric, register_kind
-from vtde_bench.tasks import SORTED_FOLDERS, TaskSpec
+from vtde_bench.spec import SORTED_FOLDERS, TaskSpec
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import torch
 
-    from vtde_bench.tasks import _Card
+    from vtde_bench.spec import Card
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,14 +149,14 @@ class ZeroShotClassification(Kind):
     identity = ("label",)
     clip_benchmark_task = "zeroshot_classification"
 
-    def source_values(self, card: "_Card", src: dict[str, Any]) -> dict[str, Any]:
+    def source_values(self, card: "Card", src: dict[str, Any]) -> dict[str, Any]:
         values = super().source_values(card, src)
         folders = values.get("class_folders")
         if folders is not None and folders != SORTED_FOLDERS:  # a file of folder names; else torchvision's rule
             values["class_folders"] = card.lines("source.class_folders", folders)
         return values
 
-    def spec(self, card: "_Card", common: dict[str, Any], tables: dict[str, dict[str, Any]]) -> ClassificationTask:
+    def spec(self, card: "Card", common: dict[str, Any], tables: dict[str, dict[str, Any]]) -> ClassificationTask:
         prompts = tables["prompts"]
         # Duplicates are allowed: CLIP's published ImageNet names hold two ("missile", "sunglasses").
         classnames = card.lines("prompts.classnames", card.require(prompts, "classnames", "prompts."), unique=False)

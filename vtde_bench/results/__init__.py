@@ -6,9 +6,9 @@ from vtde_bench.results.importers import (PUBLISHED, ImportedResult, Importer, i
                                           read_task_results)
 from vtde_bench.results.records import (OURS, SCHEMA_VERSION, DatasetRecord, ModelRecord, RunRecord, ScoreRow, TaskRecord,
                                         TaskResult)
-from vtde_bench.results.store import atomic_write, find_existing, read_result, result_path, samples_path, write_result
+from vtde_bench.results.store import find_existing, read_result, result_path, samples_path, write_result
 
 __all__ = ["COLUMNS", "OURS", "PUBLISHED", "is_ours", "SCHEMA_VERSION", "DatasetRecord", "ImportedResult", "Importer", "ModelRecord", "RunRecord",
-           "ScoreRow", "TaskRecord", "TaskResult", "atomic_write", "find_existing", "load_results", "load_rows",
+           "ScoreRow", "TaskRecord", "TaskResult", "find_existing", "load_results", "load_rows",
            "published_results", "read_result", "read_task_results", "result_path", "results_frame", "samples_path",
            "write_result"]

@@ -223,13 +223,6 @@ class TaskResult:
     def weights_fingerprint(self) -> str | None:
         return self.model.weights_fingerprint
 
-    @property
-    def samples_path(self) -> Path | None:
-        """The per-sample parquet beside the JSON this result was read from."""
-        from vtde_bench.results.store import samples_path
-
-        return None if self.path is None else samples_path(self.path)
-
     # ---------------------------------------------------------------- JSON
 
     def to_json(self) -> dict[str, Any]:
@@ -276,19 +269,6 @@ class TaskResult:
             warnings=tuple(data.get("warnings") or ()),
             path=path,
         )
-
-    def write(self, output_dir: str | Path) -> Path:
-        """Write the per-sample file, then the JSON, each atomically, under `output_dir`. Returns the JSON path."""
-        from vtde_bench.results.store import write_result
-
-        return write_result(self, output_dir)
-
-    def paths(self, output_dir: str | Path) -> tuple[Path, Path]:
-        """(result JSON, per-sample parquet) for this result under `output_dir`."""
-        from vtde_bench.results.store import result_path, samples_path
-
-        json_path = result_path(output_dir, self.model.slug, self.task.name)
-        return json_path, samples_path(json_path)
 
 
 def _damage(data: Mapping[str, Any]) -> str | None:

@@ -9,61 +9,24 @@ rename, so a JSON on disk always describes a complete run.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vtde_bench.errors import UserError
+from vtde_bench.files import atomic_write
 from vtde_bench.results.records import TaskResult
 
 
 def write_result(result: TaskResult, output_dir: str | Path) -> Path:
-    """Write the per-sample file, then the JSON, each atomically. Returns the JSON path."""
-    json_path, parquet_path = result.paths(output_dir)
+    """Write the per-sample file, then the JSON, each atomically, under `output_dir`. Returns the JSON path."""
+    json_path = result_path(output_dir, result.model.slug, result.task.name)
+    parquet_path = samples_path(json_path)
     # Serialise first: a result that cannot be written as JSON leaves no files at all.
     text = json.dumps(result.to_json(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if result.samples is not None:
         atomic_write(parquet_path, lambda f: result.samples.to_parquet(f, index=False))
     atomic_write(json_path, lambda f: f.write(text.encode("utf-8")))
     return json_path
-
-
-def atomic_write(path: Path, write: Callable[[Any], Any], *, where: str = "--output-dir") -> None:
-    """Write a file through a temporary sibling and a rename: readers see the old file or the new, never half.
-
-    `where` names, in the error message, the option that chooses the folder.
-
-    Raises:
-        UserError: the folder cannot be created or written (names the path).
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UserError(f"cannot write {path} ({e.strerror or e}); choose another {where}") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; results are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise UserError(f"cannot write {path} ({e.strerror or e}); free space or choose another {where}") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_json(path: str | Path) -> Any:
