@@ -95,8 +95,33 @@ def test_cache_info_and_clear(tiny_vtde, card, tmp_path, capsys):
     assert main(["cache", "info", "--cache-dir", str(tmp_path / "cache")]) == 0
     # 3 image chunks of 8 rows + 1 chunk of 12 prompts, and the image hashes behind the data fingerprint
     assert "2 entries, 4 chunks, image hashes of 1 datasets" in capsys.readouterr().out
+    (tmp_path / "cache" / "notes.txt").write_text("mine")  # not the cache's: kept
     assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache")]) == 0
     assert EmbeddingCache(tmp_path / "cache").info()["entries"] == 0
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["VTDE_BENCH_CACHE.txt", "notes.txt"]
+
+
+def test_cache_clear_refuses_a_folder_the_cache_did_not_write(tmp_path, capsys):
+    """Issue #14 item 1: `cache clear --cache-dir DIR` deleted every child of any folder (a dataset folder was lost)."""
+    data = tmp_path / "my-dataset"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "0001.jpg").write_bytes(b"jpeg")
+    (data / "ab").mkdir()  # a two-hex-digit name alone does not make a cache
+    (data / "ab" / "notes.txt").write_text("x")
+    assert main(["cache", "clear", "--cache-dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "not a vtde-bench embedding cache" in err and "nothing was deleted" in err and len(err.strip().splitlines()) == 1
+    assert (data / "train" / "0001.jpg").read_bytes() == b"jpeg" and (data / "ab" / "notes.txt").is_file()
+
+
+def test_cache_clear_recognises_a_cache_written_before_the_marker(tmp_path):
+    cache = EmbeddingCache(tmp_path / "old")
+    entry = cache.entry({"kind": "texts", "x": 1})
+    entry.write_json("image-hashes", ["a"])
+    (tmp_path / "old" / "VTDE_BENCH_CACHE.txt").unlink()  # as caches were written before the marker existed
+    assert cache.info()["image_hash_sets"] == 1
+    assert cache.clear() > 0 and list((tmp_path / "old").iterdir()) == []
+    assert EmbeddingCache(tmp_path / "absent").clear() == 0
 
 
 SLOW_RUN = textwrap.dedent("""

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     import torch
 
 ENV = "VTDE_BENCH_CACHE"
+# Written in the root by the first entry: `cache clear` removes only what a folder with it (or with the layout
+# of a cache written before the marker existed) holds of the cache's own entries.
+MARKER = "VTDE_BENCH_CACHE.txt"
+MARKER_TEXT = b"This folder is a vtde-bench embedding cache: `vtde-bench cache clear` empties it of its entries.\n"
+_ENTRY = re.compile(r"[0-9a-f]{64}")
 
 
 def default_root() -> Path:
@@ -91,6 +97,9 @@ class CacheEntry:
     def _write_checked(self, filename: str, data: bytes) -> None:
         """The file, then its sha256 (`name.sha256`) beside it: the pair counts only when both exist and agree."""
         where = "--cache-dir (or use --no-cache)"  # named in the message when the cache folder cannot be written
+        marker = self.folder.parent.parent / MARKER
+        if not marker.exists():
+            atomic_write(marker, lambda f: f.write(MARKER_TEXT), where=where)
         if not (self.folder / "key.json").exists():
             text = json.dumps(self.key, indent=1, sort_keys=True).encode()
             atomic_write(self.folder / "key.json", lambda f: f.write(text), where=where)
@@ -124,22 +133,55 @@ class EmbeddingCache:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         return CacheEntry(self.root / digest[:2] / digest, key)
 
+    def _entries(self) -> tuple[list[Path], list[Path]]:
+        """(the cache's entry folders, every other thing) under the root: an entry is `<root>/ab/ab<62 hex>/`."""
+        entries, foreign = [], []
+        if not self.root.is_dir():
+            return entries, foreign
+        for child in sorted(self.root.iterdir()):
+            if child.name == MARKER:
+                continue
+            if not (child.is_dir() and not child.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", child.name)):
+                foreign.append(child)
+                continue
+            for entry in sorted(child.iterdir()):
+                own = entry.is_dir() and not entry.is_symlink() and _ENTRY.fullmatch(entry.name) and entry.name[:2] == child.name
+                (entries if own else foreign).append(entry)
+        return entries, foreign
+
     def info(self) -> dict[str, Any]:
-        """Number of entries of embeddings and their chunks, of stored image hashes, and bytes on disk."""
+        """Number of entries of embeddings and their chunks, of stored image hashes, and bytes on disk (of entries)."""
         entries = chunks = hash_sets = size = 0
-        if self.root.is_dir():
-            for key_file in self.root.glob("*/*/key.json"):
-                found = len(list(key_file.parent.glob("chunk-*.pt")))
-                entries += found > 0
-                chunks += found
-                hash_sets += (key_file.parent / "image-hashes.json").is_file()
-            size = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+        for folder in self._entries()[0]:
+            found = len(list(folder.glob("chunk-*.pt")))
+            entries += found > 0
+            chunks += found
+            hash_sets += (folder / "image-hashes.json").is_file()
+            size += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         return {"root": str(self.root), "entries": entries, "chunks": chunks, "image_hash_sets": hash_sets, "bytes": size}
 
     def clear(self) -> int:
-        """Remove every entry; returns the bytes freed."""
+        """Remove the cache's own entries; returns the bytes freed.
+
+        A folder with the cache's marker loses only its entries (anything else in it stays). A folder
+        without the marker is cleared only when it holds nothing but entries (a cache written before the
+        marker existed); any other folder is refused, and nothing is deleted.
+
+        Raises:
+            UserError: the folder is not a vtde-bench cache.
+        """
+        from vtde_bench.errors import UserError
+
+        entries, foreign = self._entries()
+        if foreign and not (self.root / MARKER).is_file():
+            raise UserError(
+                f"{self.root} is not a vtde-bench embedding cache (it holds {foreign[0].name!r}, which the cache did not "
+                "write); nothing was deleted: point --cache-dir at the cache folder"
+            )
         size = self.info()["bytes"]
-        if self.root.is_dir():
-            for child in self.root.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        for folder in entries:
+            shutil.rmtree(folder)
+        for parent in {folder.parent for folder in entries}:
+            if not any(parent.iterdir()):
+                parent.rmdir()
         return size
