@@ -378,3 +378,15 @@ def test_a_loaded_model_with_a_vocabulary_less_tokenizer_is_refused_too(tiny_cli
         as_dual_encoder(model, processor=broken)
     with pytest.raises(UserError, match="without both an image processor and a tokenizer"):
         as_dual_encoder(model, processor=image_processor)
+
+
+def test_an_absent_mps_device_is_a_user_error():
+    """Issue #14 item 3: `--device mps` without MPS crashed in torch (exit 3); it is bad input, like --device cuda."""
+    import torch
+
+    from vtde_bench.models import resolve_device
+
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(UserError, match="--device mps.*use --device cpu"):
+        resolve_device("mps")

@@ -290,6 +290,9 @@ def test_bad_image_is_reported_by_key_or_skipped_and_counted(case, reason, tiny_
     assert result_files(out) == []
 
     assert run(*args, "--skip-bad-images") == 0
+    notes = capsys.readouterr().err
+    # Issue #14 item 3: the note named Pillow's buffer ("<_io.BytesIO object at 0x...>"), not the image.
+    assert "skipped bad image '3'" in notes and "BytesIO" not in notes and reason.split()[0] in notes
     result = json.loads(next(out.glob("*/colours.json")).read_text())
     assert result["dataset"]["num_bad_images"] == 1 and result["dataset"]["bad_image_keys"] == ["3"]
     assert result["dataset"]["num_images"] == len(rows) - 1

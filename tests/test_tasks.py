@@ -586,7 +586,11 @@ _CHECK_BAD_INPUT = (
     ["run", "--model", "tests", "--tasks", "demo"],  # a folder without config.json
     ["run", "--model", "org/name", "--tasks", "demoo"],
     ["run", "--model", "org/name", "--tasks", "demo", "--batch-size", "0"],
-], ids=["missing-folder", "no-config", "unknown-task", "bad-option"])
+    # Issue #14 item 3: a read-only output was found only after all the embedding work. (Tests run as root, so
+    # a path under a regular file stands in for a read-only folder.)
+    ["run", "--model", "org/name", "--tasks", "demo", "--output-dir", "pyproject.toml/results"],
+    ["run", "--model", "org/name", "--tasks", "demo", "--cache-dir", "README.md/cache"],
+], ids=["missing-folder", "no-config", "unknown-task", "bad-option", "unwritable-output", "unwritable-cache"])
 def test_run_refuses_bad_input_before_loading_any_heavy_library(argv):
     """A mistyped argument fails in a fraction of a second, not after torch and transformers load."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

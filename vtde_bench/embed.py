@@ -15,6 +15,7 @@ the error, and the main process decides to stop or to skip it.
 from __future__ import annotations
 
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from vtde_bench.models import Embedder
 from vtde_bench.progress import NullProgress, Progress
 
 CHUNK_ROWS = 1024
+_BUFFER = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
 def default_workers() -> int:
@@ -178,7 +180,9 @@ class _ImageRows(torch.utils.data.Dataset):
         try:
             return index, self.decode(self.data.image_bytes(index))
         except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
-            return index, f"{type(e).__name__}: {e}"
+            # Pillow names the image by the repr of the buffer it read ("<_io.BytesIO object at 0x7f...>"): the caller
+            # names it by its key instead.
+            return index, f"{type(e).__name__}: {_BUFFER.sub('the image', str(e))}"
 
 
 class _Collate:

@@ -109,6 +109,8 @@ def resolve_device(device: str) -> torch.device:
         raise UserError(f"--device {device!r} is not one of auto, cpu, cuda, mps")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise UserError("--device mps was asked for but Apple's MPS is not available here; use --device cpu (or auto)")
     return torch.device(device)
 
 

@@ -8,6 +8,7 @@ provenance, write atomically.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -148,6 +149,32 @@ def _check_options(options: RunOptions) -> None:
         raise UserError("--limit must be at least 1")
     if options.data_dir is not None and not Path(options.data_dir).is_dir():
         raise UserError(f"--data-dir {options.data_dir} is not a folder")
+    if options.output_dir is not None:
+        check_writable(Path(options.output_dir), "--output-dir")
+    if options.cache and options.cache_dir is not None:
+        check_writable(Path(options.cache_dir), "--cache-dir (or use --no-cache)")
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """That files can be made in `folder` (or, when it does not exist yet, in the nearest folder above it),
+    by making one and removing it: so a read-only output fails before any work, and nothing is left behind.
+
+    Raises:
+        UserError: it cannot be written (names the option to change).
+    """
+    import tempfile
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {folder} cannot be made: {existing} is not a folder; choose another {option.split()[0]}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".vtde-bench-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{option} {folder} is not writable ({e.strerror or e}); choose another {option.split()[0]}") from None
 
 
 def evaluate(
@@ -237,7 +264,7 @@ def evaluate(
                                             seed=BOOTSTRAP_SEED)
         timings["bootstrap_s"] = time.perf_counter() - started_ci
         for key, message in outcome.bad_images:
-            progress.note(f"{task.name}: skipped bad image {message}")
+            progress.note(f"{task.name}: skipped bad image {key!r} ({message})")
         for warning in outcome.warnings:
             progress.note(f"{task.name}: {warning}")
         info = model.info
