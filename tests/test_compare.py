@@ -233,3 +233,28 @@ def test_unwritable_report_file_names_its_option(option, synthetic, tmp_path, ca
     assert gate(synthetic / "worse", "--baseline", synthetic / "baseline", option, tmp_path / "a-file" / "report") == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"choose another {option} path" in err
+
+
+def test_paired_compare_of_the_same_data_in_two_layouts(tiny_vtde, colour_rows, tmp_path, capsys):
+    """Issue #14 item 2: the same rows as parquet and as webdataset shards have equal fingerprints but other keys;
+    `--paired` exited 3 ("per-sample files do not match"). Rows now pair by image content."""
+    import pandas as pd
+
+    helpers.write_parquet(tmp_path / "a" / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
+    helpers.write_webdataset(tmp_path / "b" / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
+    card = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
+                              source={"path": "a/colours", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
+    for layout in "ab":
+        assert main(["run", "--workers", "0", "--bootstrap", "50", "--model", str(tiny_vtde), "--tasks", str(card),
+                     "--data-dir", str(tmp_path / layout), "--output-dir", str(tmp_path / f"out-{layout}")]) == 0
+    (a,), (b,) = (list((tmp_path / f"out-{x}").glob("*/colours.samples.parquet")) for x in "ab")
+    assert set(pd.read_parquet(a)["key"]).isdisjoint(pd.read_parquet(b)["key"])  # the layouts name rows apart
+    capsys.readouterr()
+    assert gate(tmp_path / "out-a", "--baseline", tmp_path / "out-b", "--paired") == 0
+    assert "no regressions" in capsys.readouterr().out
+    # Per-sample files written before they held image hashes pair only by key: exit 2, naming the fix.
+    for path in (a, b):
+        pd.read_parquet(path).drop(columns=["image_sha256", "row"]).to_parquet(path, index=False)
+    assert gate(tmp_path / "out-a", "--baseline", tmp_path / "out-b", "--paired") == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "image content" in err and len(err.strip().splitlines()) == 1

@@ -102,7 +102,8 @@ def _paired_intervals(task: str, cand: TaskResult, base: TaskResult, *, resample
     """Paired bootstrap intervals of candidate − baseline, fractions, from the two per-sample files.
 
     Raises:
-        UserError: a per-sample file is missing. RunFailure: one cannot be read, or they hold different queries.
+        UserError: a per-sample file is missing, or old files pair by keys that differ. RunFailure: one cannot be
+            read, or they hold different queries.
     """
     import pandas as pd
 
@@ -120,6 +121,11 @@ def _paired_intervals(task: str, cand: TaskResult, base: TaskResult, *, resample
     try:
         return paired_difference_intervals(_kind(task, base), tables[0], tables[1], list(base.metrics), resamples=resamples)
     except (ValueError, KeyError) as e:
+        if not all("image_sha256" in t.columns for t in tables):
+            # Written before per-sample files held image hashes: their rows pair only by key, which layouts name apart.
+            raise UserError(
+                f"{task}: the per-sample files pair by row key, and their keys differ (the same data in two layouts?); "
+                "rerun both evaluations with --overwrite, so that their rows pair by image content") from None
         raise RunFailure(f"{task}: per-sample files {samples_path(cand.path)} and {samples_path(base.path)} do not match ({e})") from None
 
 
