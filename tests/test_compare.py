@@ -218,6 +218,13 @@ def test_ci_workflow_commands_run(tiny_vtde, cards, tmp_path, monkeypatch):
     assert "<svg" in (tmp_path / "reports" / "leaderboard.html").read_text()
 
 
+def test_ci_workflow_installs_vtde_bench_from_its_repository():
+    """Issue #14 item 6: the workflow ran `pip install vtde-bench`, which the package index does not have."""
+    workflow = yaml.safe_load((ROOT / "docs" / "github-workflow.yml").read_text())
+    installs = [s["run"] for s in workflow["jobs"]["evaluate"]["steps"] if "pip install" in s.get("run", "")]
+    assert installs == ['pip install "$VTDE_BENCH"'] and workflow["env"]["VTDE_BENCH"].startswith("git+https://")
+
+
 def test_ci_doc_and_readme_point_at_the_workflow():
     ci = (ROOT / "docs" / "ci.md").read_text()
     assert "github-workflow.yml" in ci

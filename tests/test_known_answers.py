@@ -69,9 +69,14 @@ def test_confused_model_scores_exactly_what_it_confuses(cards, tmp_path, colour_
     result = evaluate(ColourModel(swap={"red": "green"}), [cards[0]], options=options(tmp_path))["colours"]
     labels = [y for _, y in colour_rows]
     n_red = labels.count(COLOURS.index("red"))
-    assert result.metrics["acc1"] == pytest.approx(1 - n_red / len(labels))
+    assert result.metrics["acc1"] == (len(labels) - n_red) / len(labels)  # hits over images, rounded once
+    assert result.counts["acc1"] == (len(labels) - n_red, len(labels))  # issue #14 item 6: the counts, beside
     assert result.per_class_recall["red"] == 0.0 and result.per_class_recall["green"] == 1.0
-    assert result.metrics["mean_per_class_recall"] == pytest.approx(5 / 6)
+    assert result.metrics["mean_per_class_recall"] == 5 / 6  # exact: not a sum of float fractions
+    import json
+
+    on_disk = json.loads(next((tmp_path / "results").glob("*/colours.json")).read_text())
+    assert on_disk["counts"]["acc1"] == [len(labels) - n_red, len(labels)] and on_disk["counts"]["acc5"][1] == len(labels)
     # Red images score the same (0) on every class but green; with ties counted against
     # the model, red's rank is 6: all six classes score at least as high as red's 0.
     samples = result.samples

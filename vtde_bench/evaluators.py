@@ -36,6 +36,7 @@ class Outcome:
     per_class_recall: dict[str, float | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Scores:
     timings: dict[str, float]  # embed_texts_s, metrics_s
     per_class_recall: dict[str, float | None] | None = None
     warnings: list[str] = field(default_factory=list)  # numbers that are right but may not mean what they seem
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (hits, queries) behind each count metric
 
 
 @dataclass(frozen=True)
@@ -117,4 +119,5 @@ def evaluate_task(task: TaskSpec, model: Embedder, data: TaskData, options: Embe
         per_class_recall=scores.per_class_recall,
         extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
         warnings=scores.warnings,
+        counts=scores.counts,
     )

@@ -108,15 +108,42 @@ def classification_ranks(
     return torch.cat(ranks), torch.cat(preds)
 
 
+def hits_at_k(ranks: Tensor, k: int) -> tuple[int, int]:
+    """(queries whose rank is at most k, queries): the counts behind `recall_at_k`.
+
+    >>> hits_at_k(torch.tensor([1, 2, 7]), 5)
+    (2, 3)
+    """
+    if ranks.numel() == 0:
+        raise ValueError("no queries to score")
+    return int((ranks <= k).sum()), ranks.numel()
+
+
 def recall_at_k(ranks: Tensor, k: int) -> float:
     """Fraction of queries whose rank is at most k (top-k accuracy, or recall@k).
 
     >>> recall_at_k(torch.tensor([1, 2, 7]), 5)
     0.6666666666666666
     """
-    if ranks.numel() == 0:
-        raise ValueError("no queries to score")
-    return int((ranks <= k).sum()) / ranks.numel()  # exact in float64, not a float32 mean
+    hits, n = hits_at_k(ranks, k)
+    return hits / n  # integer over integer, rounded once: not a float32 mean
+
+
+def exact_mean(fractions: list[tuple[int, int]]) -> float:
+    """The mean of fractions given as (numerator, denominator), in rational arithmetic, rounded once to a float.
+
+    Summing float fractions drifts in the last bits (0.9460000000000001 for a mean that is 473/500).
+
+    >>> exact_mean([(473, 500)] * 3), sum([473 / 500] * 3) / 3
+    (0.946, 0.9460000000000001)
+    >>> exact_mean([(1, 10), (2, 10)])
+    0.15
+    """
+    from fractions import Fraction
+
+    if not fractions:
+        raise ValueError("no fractions to average")
+    return float(sum((Fraction(h, n) for h, n in fractions), Fraction(0)) / len(fractions))
 
 
 def per_class_recall(ranks: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -135,9 +162,15 @@ def per_class_recall(ranks: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 
 
 def mean_per_class_recall(ranks: Tensor, labels: Tensor, num_classes: int) -> float:
-    """Mean of `per_class_recall` over the classes that have images (balanced accuracy)."""
-    recalls = per_class_recall(ranks, labels, num_classes)
-    return recalls[~recalls.isnan()].mean().item()
+    """Mean of `per_class_recall` over the classes that have images (balanced accuracy), computed exactly.
+
+    >>> mean_per_class_recall(torch.tensor([1, 2, 1]), torch.tensor([0, 0, 1]), 3)
+    0.75
+    """
+    labels = labels.to(torch.long)
+    hits = torch.bincount(labels[ranks == 1], minlength=num_classes).tolist()
+    counts = torch.bincount(labels, minlength=num_classes).tolist()
+    return exact_mean([(h, n) for h, n in zip(hits, counts) if n > 0])
 
 
 def retrieval_ranks(

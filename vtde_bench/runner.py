@@ -297,6 +297,7 @@ def evaluate(
             per_class_recall=outcome.per_class_recall,
             intervals={k: (v[0], v[1]) for k, v in (intervals or {}).items()},
             warnings=tuple(outcome.warnings),
+            counts=dict(outcome.counts),
             samples=outcome.samples,
         )
         if options.output_dir is not None and shard.rank == 0:

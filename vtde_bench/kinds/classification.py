@@ -97,13 +97,19 @@ def class_keys(classnames: tuple[str, ...]) -> list[str]:
     return [f"{name} ({i})" if seen[name] > 1 else name for i, name in enumerate(classnames)]
 
 
-def scores_from_ranks(ranks: "torch.Tensor", labels: "torch.Tensor", num_classes: int) -> dict[str, float]:
-    """acc1, acc5 (with five or more classes) and mean per-class recall, as fractions."""
+def counts_from_ranks(ranks: "torch.Tensor", num_classes: int) -> dict[str, tuple[int, int]]:
+    """(hits, images) behind acc1 and acc5 (with five or more classes)."""
     from vtde_bench import metrics as M
 
-    scores = {"acc1": M.recall_at_k(ranks, 1)}
-    if num_classes >= 5:
-        scores["acc5"] = M.recall_at_k(ranks, 5)
+    return {"acc1": M.hits_at_k(ranks, 1), **({"acc5": M.hits_at_k(ranks, 5)} if num_classes >= 5 else {})}
+
+
+def scores_from_ranks(ranks: "torch.Tensor", labels: "torch.Tensor", num_classes: int) -> dict[str, float]:
+    """acc1, acc5 (with five or more classes) and mean per-class recall, as fractions: hits over images,
+    and the exact mean of the classes' recalls."""
+    from vtde_bench import metrics as M
+
+    scores = {name: hits / n for name, (hits, n) in counts_from_ranks(ranks, num_classes).items()}
     scores["mean_per_class_recall"] = M.mean_per_class_recall(ranks, labels, num_classes)
     return scores
 
@@ -216,6 +222,7 @@ class ZeroShotClassification(Kind):
         )
         return Scores(
             metrics=scores_from_ranks(ranks, labels, n),
+            counts=counts_from_ranks(ranks, n),
             samples=samples,
             num_texts=n * len(spec.templates),
             timings={"embed_texts_s": texts_done - started, "metrics_s": time.perf_counter() - texts_done},

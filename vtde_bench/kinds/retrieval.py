@@ -19,16 +19,22 @@ if TYPE_CHECKING:
 KS = (1, 5, 10)
 
 
-def scores_from_ranks(image_ranks: "torch.Tensor", text_ranks: "torch.Tensor") -> dict[str, float]:
-    """Recall@{1,5,10} both ways and their mean R@1, as fractions."""
+def counts_from_ranks(image_ranks: "torch.Tensor", text_ranks: "torch.Tensor") -> dict[str, tuple[int, int]]:
+    """(hits, queries) behind each recall@k, both ways."""
     from vtde_bench import metrics as M
 
-    scores = {}
-    for k in KS:
-        scores[f"image_to_text_recall@{k}"] = M.recall_at_k(image_ranks, k)
-    for k in KS:
-        scores[f"text_to_image_recall@{k}"] = M.recall_at_k(text_ranks, k)
-    scores["mean_recall@1"] = (scores["image_to_text_recall@1"] + scores["text_to_image_recall@1"]) / 2
+    counts = {f"image_to_text_recall@{k}": M.hits_at_k(image_ranks, k) for k in KS}
+    counts.update({f"text_to_image_recall@{k}": M.hits_at_k(text_ranks, k) for k in KS})
+    return counts
+
+
+def scores_from_ranks(image_ranks: "torch.Tensor", text_ranks: "torch.Tensor") -> dict[str, float]:
+    """Recall@{1,5,10} both ways (hits over queries) and their mean R@1 (exact), as fractions."""
+    from vtde_bench import metrics as M
+
+    counts = counts_from_ranks(image_ranks, text_ranks)
+    scores = {name: hits / n for name, (hits, n) in counts.items()}
+    scores["mean_recall@1"] = M.exact_mean([counts["image_to_text_recall@1"], counts["text_to_image_recall@1"]])
     return scores
 
 
@@ -117,6 +123,7 @@ class Retrieval(Kind):
         )
         return Scores(
             metrics=scores_from_ranks(image_ranks, text_ranks),
+            counts=counts_from_ranks(image_ranks, text_ranks),
             samples=samples,
             num_texts=len(texts),
             timings={"embed_texts_s": texts_done - started, "metrics_s": time.perf_counter() - texts_done},

@@ -176,6 +176,7 @@ class TaskResult:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95% bootstrap interval of each metric (none: {})
     per_class_recall: dict[str, float | None] | None = None  # kinds with classes: each class's top-1 recall
     warnings: tuple[str, ...] = ()  # what may make the numbers mean less than they seem
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (hits, queries) behind each count metric
     schema_version: int = SCHEMA_VERSION
     samples: Any = field(default=None, repr=False, compare=False)  # pandas.DataFrame, written beside the JSON
     path: Path | None = field(default=None, compare=False)  # the JSON it was read from
@@ -237,6 +238,7 @@ class TaskResult:
             "per_class_recall": self.per_class_recall,
             "intervals": {k: list(v) for k, v in self.intervals.items()} or None,
             "warnings": list(self.warnings),
+            "counts": {k: list(v) for k, v in self.counts.items()},
         }
 
     @classmethod
@@ -267,6 +269,7 @@ class TaskResult:
             intervals={k: (float(v[0]), float(v[1])) for k, v in (intervals or {}).items()},
             per_class_recall=data.get("per_class_recall"),
             warnings=tuple(data.get("warnings") or ()),
+            counts={k: (int(v[0]), int(v[1])) for k, v in (data.get("counts") or {}).items()},
             path=path,
         )
 
@@ -301,4 +304,9 @@ def _damage(data: Mapping[str, Any]) -> str | None:
     warnings = data.get("warnings", [])
     if not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
         return "'warnings' is not a list of text"
+    counts = data.get("counts", {})
+    if not (isinstance(counts, dict) and all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+            and 0 <= v[0] <= v[1] > 0 and data["metrics"].get(k) == v[0] / v[1] for k, v in counts.items())):
+        return "'counts' is not a [hits, n] pair behind each of its metrics"
     return None
