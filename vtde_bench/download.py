@@ -74,13 +74,18 @@ def download_task(task: Task, to: str | Path, *, overwrite: bool = False, progre
     if dest.exists() and not overwrite:
         progress.note(f"{task.name}: {dest} exists; keeping it (--overwrite to fetch again)")
         return dest
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror:
+        from vtde_bench import hub
+
+        hub.check_reachable(f"downloading task {task.name}", f"check your network, or set {MIRROR_ENV} to a local mirror")
+    made = [p for p in (Path(to), *Path(to).parents) if not p.exists()]  # the folders this call creates
     try:
         Path(to).mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=to, prefix=f".{task.name}."))
     except OSError as e:
         raise UserError(f"cannot write to {to} ({e.strerror or e}); choose another --to folder") from None
     patterns = file_patterns(task)
-    mirror = os.environ.get(MIRROR_ENV)
     try:
         with progress.bar(f"Downloading {task.name} ({task.source.describe()})", total=None):
             count = _from_mirror(Path(mirror), task, patterns, staging) if mirror else _from_hub(task, patterns, staging)
@@ -91,4 +96,7 @@ def download_task(task: Task, to: str | Path, *, overwrite: bool = False, progre
         os.replace(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # a failed download leaves no empty --to behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
     return dest

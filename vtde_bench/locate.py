@@ -37,3 +37,20 @@ def local_model_folder(path: str, revision: str | None = None) -> Path | None:
     if revision is not None:
         raise UserError("--revision applies to hub ids only; a local folder has no revisions")
     return folder
+
+
+def hub_model_from_cache(model: str, revision: str | None) -> bool:
+    """Whether a hub `--model` must load from the local hub cache: the hub cannot be reached, but the cache
+    holds the model. False when the hub answers (or `HF_HUB_OFFLINE` says to use the cache anyway).
+
+    Raises:
+        UserError: the hub cannot be reached and the model is not in the cache (within seconds, not a minute).
+    """
+    from vtde_bench import hub
+
+    if hub.offline() or hub.unreachable(hub.endpoint()) is None:
+        return False
+    if hub.model_is_cached(model, revision):
+        return True
+    hub.check_reachable(f"--model {model}", "check your network, or give a local save_pretrained folder")
+    return False  # pragma: no cover - check_reachable raised

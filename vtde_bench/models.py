@@ -455,6 +455,8 @@ def load_model(
     """
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
+    from vtde_bench.locate import hub_model_from_cache
+
     path = str(path)
     folder = local_model_folder(path, revision)
     local = folder is not None
@@ -470,6 +472,8 @@ def load_model(
             return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
         # ---- end of the Flax branch
     hub_args: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if not local and hub_model_from_cache(path, revision):
+        hub_args["local_files_only"] = True  # the hub cannot be reached: no minute of retries before the cache
     try:
         config = AutoConfig.from_pretrained(path, **hub_args)
     except ValueError as e:

@@ -127,12 +127,12 @@ def check_inputs(model: Any, tasks: Sequence[str | Task] | str, options: RunOpti
     Raises:
         UserError: what is wrong, and how to fix it.
     """
-    from vtde_bench.locate import local_model_folder
+    from vtde_bench.locate import hub_model_from_cache, local_model_folder
 
     _check_options(options)
     specs = _resolve_tasks(tasks)
-    if isinstance(model, (str, Path)):
-        local_model_folder(str(model), options.revision)
+    if isinstance(model, (str, Path)) and local_model_folder(str(model), options.revision) is None:
+        hub_model_from_cache(str(model), options.revision)  # an unreachable hub fails here, in seconds
     return specs
 
 
@@ -212,6 +212,10 @@ def evaluate(
 
     init_distributed()
     if isinstance(model, (str, Path)):
+        from vtde_bench.locate import hub_model_from_cache, local_model_folder
+
+        if local_model_folder(str(model), options.revision) is None and hub_model_from_cache(str(model), options.revision):
+            progress.note(f"the Hugging Face Hub cannot be reached; loading {model} from the local hub cache")
         started = time.perf_counter()
         with progress.bar(f"Loading model {model}", total=None):
             model = load_model(
