@@ -4,18 +4,81 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vtde_bench.leaderboard import percent_cell as percent  # one format for every table: 12.34 ±0.5
 
-# Logs and CI consoles are not terminals; rich would wrap them at 80 columns.
-out = Console(width=None if Console().is_terminal else 160)
-err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 160)
+# Files, pipes, logs and CI consoles are not terminals: no width limit there (rich would wrap them at 80
+# columns); in a terminal, tables take the shape that fits it (`Fitted`).
+UNLIMITED = 100_000
+out = Console(width=None if Console().is_terminal else UNLIMITED)
+err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else UNLIMITED)
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    right: bool = False  # numbers are right-aligned
+    style: str | None = None
+    optional: bool = False  # dropped first when the table does not fit (throughput, timings)
+    key: bool = False  # names the row (model, task): kept on every line of the long shape
+
+
+@dataclass
+class Fitted:
+    """A table drawn in the first of its shapes that fits the width it is drawn in, so that no number or name is
+    ever cut: whole; without its optional columns; then long (still without them): two columns, each row's
+    key cells (model, task) on lines of their own, then a line per (column, value). Where even the long shape
+    is too wide, text folds onto more lines instead of being cut."""
+
+    title: str
+    columns: list[Col]
+    rows: list[list[str]]  # cells as rich markup
+    row_styles: list[str | None] = field(default_factory=list)
+    long_names: tuple[str, str] = ("metric", "value")
+
+    def table(self, *, optional: bool = True) -> Table:
+        keep = [i for i, c in enumerate(self.columns) if optional or not c.optional]
+        table = Table(title=self.title, title_justify="left")
+        for i in keep:
+            c = self.columns[i]
+            table.add_column(c.name, justify="right" if c.right else "left", style=c.style, no_wrap=True)
+        for n, row in enumerate(self.rows):
+            table.add_row(*(row[i] for i in keep), style=self.row_styles[n] if n < len(self.row_styles) else None)
+        return table
+
+    def long(self) -> Table:
+        keys = [i for i, c in enumerate(self.columns) if c.key]
+        table = Table(title=self.title, title_justify="left")
+        table.add_column(self.long_names[0], overflow="fold")
+        table.add_column(self.long_names[1], justify="right", overflow="fold")
+        for n, row in enumerate(self.rows):
+            style = self.row_styles[n] if n < len(self.row_styles) else None
+            for k in keys:  # the row's name, a line per key column, so that no name need share a line
+                if row[k] != "":
+                    table.add_row(f"[{self.columns[k].style or 'bold'}]{row[k]}[/]", "", style=style)
+            values = [(c.name, row[i]) for i, c in enumerate(self.columns) if not c.key and not c.optional and row[i] != ""]
+            for j, (name, value) in enumerate(values):
+                table.add_row("  " + escape(name), value, style=style, end_section=j == len(values) - 1)
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        unbounded = options.update(max_width=UNLIMITED)
+        for shape in (self.table(), self.table(optional=False)):
+            if Measurement.get(console, unbounded, shape).maximum <= options.max_width:
+                yield shape
+                return
+        yield self.long()
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.table())
 
 
 class _RichBar:
@@ -65,7 +128,7 @@ def short_name(metric: str) -> str:
     return metric_label(metric)
 
 
-def results_table(results: Iterable) -> list[Table]:
+def results_table(results: Iterable) -> list[Fitted]:
     """One table per task kind: a row per (model, task), a column per metric, in percent."""
     from vtde_bench.kinds import find_kind
 
@@ -78,14 +141,10 @@ def results_table(results: Iterable) -> list[Table]:
         for r in rows:
             metric_names += [m for m in r.metrics if m not in metric_names]
         definition = find_kind(kind)
-        table = Table(title=f"{definition.title if definition else kind} (%)", title_justify="left")
-        table.add_column("model", style="cyan")
-        table.add_column("task", style="bold")
-        for name in metric_names:
-            table.add_column(short_name(name), justify="right")
-        table.add_column("images", justify="right")
-        table.add_column("img/s", justify="right")
-        table.add_column("time (s)", justify="right")
+        columns = [Col("model", style="cyan", key=True), Col("task", style="bold", key=True),
+                   *(Col(short_name(name), right=True) for name in metric_names),
+                   Col("images", right=True), Col("img/s", right=True, optional=True), Col("time (s)", right=True, optional=True)]
+        lines = []
         for r in rows:
             cells = []
             for name in metric_names:
@@ -94,9 +153,9 @@ def results_table(results: Iterable) -> list[Table]:
             flag = " (limit)" if r.limited else ""
             timings = r.run.timings
             rate, seconds = timings.get("images_per_s"), timings.get("task_total_s")
-            table.add_row(r.model_name, r.task_name + flag, *cells, str(r.dataset.num_images),
-                          f"{rate:.0f}" if rate else "cached", f"{seconds:.1f}" if seconds else "")
-        tables.append(table)
+            lines.append([escape(r.model_name), escape(r.task_name + flag), *cells, str(r.dataset.num_images),
+                          f"{rate:.0f}" if rate else "cached", f"{seconds:.1f}" if seconds else ""])
+        tables.append(Fitted(f"{definition.title if definition else kind} (%)", columns, lines))
     return tables
 
 
@@ -108,12 +167,11 @@ def print_results(results, *, where: dict | None = None) -> None:
 
 
 def print_tasks(rows: list[dict]) -> None:
-    table = Table(title="vtde-bench tasks", title_justify="left")
-    for column in ("name", "type", "source", "split", "size", "main metric"):
-        table.add_column(column, justify="right" if column == "size" else "left")
-    for row in rows:
-        table.add_row(row["name"], row["type"], row["source"], row["split"], f"{row['size']:,}", row["main_metric"])
-    out.print(table)
+    columns = [Col("name", style="bold", key=True), Col("type"), Col("source"), Col("split"), Col("size", right=True),
+               Col("main metric")]
+    lines = [[escape(row["name"]), escape(row["type"]), escape(row["source"]), escape(row["split"]), f"{row['size']:,}",
+              escape(row["main_metric"])] for row in rows]
+    out.print(Fitted("vtde-bench tasks", columns, lines, long_names=("field", "value")))
 
 
 def print_groups(groups: dict) -> None:
@@ -132,8 +190,8 @@ def error(message: str) -> None:
 # ----------------------------------------------------------------------------- leaderboard and compare
 
 
-def leaderboard_tables(board) -> list[Table]:
-    """The leaderboard (a `vtde_bench.leaderboard.Leaderboard`) as rich tables, in percent: ranked, then flagged."""
+def leaderboard_tables(board) -> list[Fitted]:
+    """The leaderboard (a `vtde_bench.leaderboard.Leaderboard`) as tables, in percent: ranked, then flagged."""
     from vtde_bench.leaderboard import TEXT_COLUMNS, section
 
     styles = {"published": "dim italic", "clip_benchmark": "dim italic"}
@@ -142,12 +200,10 @@ def leaderboard_tables(board) -> list[Table]:
         if not rows and flagged:
             continue
         titles, lines = section(board, rows, flagged=flagged)
-        table = Table(title=title, title_justify="left")
-        for name in titles:
-            table.add_column(name, justify="left" if name in TEXT_COLUMNS else "right", style="cyan" if name == "model" else None)
-        for row, values in zip(rows, lines):
-            table.add_row(*map(escape, values), style="yellow" if flagged else styles.get(row.source))
-        tables.append(table)
+        columns = [Col(name, right=name not in TEXT_COLUMNS, style="cyan" if name == "model" else None,
+                       key=name in ("rank", "model")) for name in titles]
+        tables.append(Fitted(title, columns, [[escape(v) for v in values] for values in lines],
+                             ["yellow" if flagged else styles.get(row.source) for row in rows], long_names=("column", "value")))
     return tables
 
 
@@ -156,7 +212,7 @@ def print_leaderboard(board) -> None:
         out.print(table)
 
 
-def render_leaderboard_text(board, *, width: int = 160) -> str:
+def render_leaderboard_text(board, *, width: int = UNLIMITED) -> str:
     """The rich leaderboard tables as plain text (for `--format table --output FILE`)."""
     console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
     for table in leaderboard_tables(board):
@@ -174,21 +230,22 @@ def print_written(path) -> None:
     out.print(f"[dim]wrote {escape(str(path))}[/dim]", highlight=False)
 
 
-def comparison_table(comparison) -> Table:
-    """A `vtde_bench.compare.Comparison` as a rich table: scores in percent, delta and paired interval in points."""
+def comparison_table(comparison) -> Fitted:
+    """A `vtde_bench.compare.Comparison` as a table: scores in percent, delta and paired interval in points."""
     from vtde_bench.compare import interval_text
 
     colours = {"regressed": "bold red", "improved": "green", "not significant": "yellow", "ok": ""}
-    table = Table(title=f"candidate {escape(str(comparison.candidate))} vs baseline {escape(str(comparison.baseline))} "
-                        f"(tolerance {comparison.tolerance_points:g} points)", title_justify="left")
-    for name in ("task", "metric", "baseline (%)", "candidate (%)", "Δ (points)", "paired 95% (points)", "verdict"):
-        table.add_column(name, justify="left" if name in ("task", "metric", "verdict") else "right")
+    names = ("task", "metric", "baseline (%)", "candidate (%)", "Δ (points)", "paired 95% (points)", "verdict")
+    columns = [Col(name, right=name not in ("task", "metric", "verdict"), key=name in ("task", "metric")) for name in names]
+    lines = []
     for row in comparison.rows:
-        paired = escape(interval_text(row.paired_interval))
         style = colours.get(row.verdict, "")
-        table.add_row(escape(row.task), escape(short_name(row.metric)), percent(row.baseline, row.baseline_interval), percent(row.candidate, row.candidate_interval),
-                      f"{row.delta:+.2f}", paired, f"[{style}]{row.verdict}[/]" if style else row.verdict)
-    return table
+        lines.append([escape(row.task), escape(short_name(row.metric)), percent(row.baseline, row.baseline_interval),
+                      percent(row.candidate, row.candidate_interval), f"{row.delta:+.2f}", escape(interval_text(row.paired_interval)),
+                      f"[{style}]{row.verdict}[/]" if style else row.verdict])
+    title = (f"candidate {escape(str(comparison.candidate))} vs baseline {escape(str(comparison.baseline))} "
+             f"(tolerance {comparison.tolerance_points:g} points)")
+    return Fitted(title, columns, lines, long_names=("field", "value"))
 
 
 def print_comparison(comparison) -> None:
