@@ -46,11 +46,13 @@ def fresh(capsys) -> None:
 
 
 def one_line_error(capsys, *fragments: str) -> str:
+    """The one error line, stderr's last. (Before it, where stderr is not a terminal, the stages' log lines.)"""
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0] and "Traceback" not in err, err
     for fragment in fragments:
-        assert fragment in err, f"{fragment!r} not in {err!r}"
-    return err
+        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
+    return errors[0]
 
 
 def result_files(folder: Path) -> list[Path]:

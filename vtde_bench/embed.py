@@ -26,7 +26,7 @@ from torch import Tensor
 
 from vtde_bench.cache import CacheEntry, Chunk
 from vtde_bench.data import TaskData
-from vtde_bench.errors import UserError
+from vtde_bench.errors import Interrupted, UserError
 from vtde_bench.models import Embedder
 from vtde_bench.progress import NullProgress, Progress
 
@@ -103,13 +103,19 @@ def _run_chunks(
     cached = len(done)
     todo = [r for r in mine if r not in {(c.start, c.stop) for c in done}]
     with progress.bar(description, total=sum(stop - start for start, stop in mine)) as bar:
-        bar.advance(sum(c.stop - c.start for c in done))
-        for chunk in compute(todo):
-            check(chunk)
-            if cache is not None:
-                cache.write(chunk)
-            done.append(chunk)
-            bar.advance(chunk.stop - chunk.start)
+        bar.skip(sum(c.stop - c.start for c in done))
+        try:
+            for chunk in compute(todo):
+                check(chunk)
+                if cache is not None:
+                    cache.write(chunk)
+                done.append(chunk)
+                bar.advance(chunk.stop - chunk.start)
+        except KeyboardInterrupt:
+            what = description[0].lower() + description[1:]
+            if cache is None:
+                raise Interrupted(f"interrupted while {what}; nothing was kept (the cache is off)") from None
+            raise Interrupted(f"interrupted while {what}; {len(done)} of {len(mine)} chunks saved, rerun to resume") from None
     chunks = shard.gather(done)
     return sorted(chunks, key=lambda c: c.start), sum(shard.gather([cached]))
 

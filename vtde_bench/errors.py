@@ -22,3 +22,8 @@ class RunFailure(VtdeBenchError):
     """A failure while running that is not the user's input: NaN embeddings, a crashed forward pass."""
 
     exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during the work, with what was kept: "interrupted while embedding images; 6 of 10 chunks saved,
+    rerun to resume". A `KeyboardInterrupt`, so that code which stops on one still does."""

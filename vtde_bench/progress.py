@@ -13,6 +13,9 @@ from typing import Iterator, Protocol
 class Bar(Protocol):
     def advance(self, n: int = 1) -> None: ...
 
+    def skip(self, n: int) -> None:
+        """Count `n` as done without work (read from the cache): not in the rate."""
+
 
 class Progress(Protocol):
     def bar(self, description: str, total: int | None) -> contextlib.AbstractContextManager[Bar]: ...
@@ -23,6 +26,9 @@ class Progress(Protocol):
 
 class _NullBar:
     def advance(self, n: int = 1) -> None:
+        pass
+
+    def skip(self, n: int) -> None:
         pass
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -88,22 +89,81 @@ class _RichBar:
     def advance(self, n: int = 1) -> None:
         self.progress.advance(self.task_id, n)
 
+    def skip(self, n: int) -> None:
+        self.progress.advance(self.task_id, n)
+
+
+class _LineBar:
+    """Progress as lines of text, for a log: every `every_s` seconds the count, the rate and the time left."""
+
+    def __init__(self, progress: "RichProgress", description: str, total: int | None):
+        self.progress, self.description, self.total = progress, description, total
+        self.done = self.skipped = 0
+        self.started = self.last = time.monotonic()
+
+    def skip(self, n: int) -> None:
+        self.done += n
+        self.skipped += n
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.progress.every_s:
+            self.last = now
+            self.progress.line(f"{self.description}: {self.count()}{self.rate(now)}")
+
+    def count(self) -> str:
+        if not self.total:
+            return f"{self.done:,}"
+        return f"{self.done:,}/{self.total:,} ({100 * self.done / self.total:.0f}%)"
+
+    def rate(self, now: float, *, eta: bool = True) -> str:
+        elapsed, worked = now - self.started, self.done - self.skipped
+        if elapsed <= 0 or worked == 0:
+            return ""
+        per_s = worked / elapsed
+        left = f", ETA {_clock((self.total - self.done) / per_s)}" if self.total and eta else ""
+        return f", {per_s:,.0f}/s{left}"
+
+    def close(self) -> None:
+        now = time.monotonic()
+        if self.total or self.done:
+            self.progress.line(f"{self.description}: done, {self.count()} in {now - self.started:.1f} s{self.rate(now, eta=False)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
 
 class RichProgress:
-    """Progress bars on stderr; transient, so the final table stands alone."""
+    """Progress on stderr. In a terminal, bars, transient so that the final table stands alone; elsewhere (a log,
+    CI), a line per stage and, every `every_s` seconds, a line with the count, the rate and the time left."""
 
-    def __init__(self, console: Console = err):
+    def __init__(self, console: Console = err, *, every_s: float = 10.0):
         self.console = console
+        self.every_s = every_s
         self._progress: Progress | None = None
         self._depth = 0
 
+    def line(self, message: str) -> None:
+        self.console.print(escape(message), highlight=False, soft_wrap=True)
+
     @contextlib.contextmanager
-    def bar(self, description: str, total: int | None) -> Iterator[_RichBar]:
+    def bar(self, description: str, total: int | None) -> Iterator[_RichBar | _LineBar]:
+        if not self.console.is_terminal:
+            self.line(f"{description} ...")
+            bar = _LineBar(self, description, total)
+            try:
+                yield bar
+            finally:
+                bar.close()
+            return
         if self._progress is None:
             self._progress = Progress(
                 SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=self.console, transient=True, disable=not self.console.is_terminal,
+                console=self.console, transient=True,
             )
             self._progress.start()
         self._depth += 1

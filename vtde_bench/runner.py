@@ -1,7 +1,7 @@
 """`evaluate`: tasks × one model → results on disk. The CLI is a thin layer over this.
 
 The flow per task: resolve the spec, load the data (and its fingerprint),
-skip when a result for the same weights and data exists, evaluate, attach
+skip when a result for the same weights, data and profile exists, evaluate, attach
 provenance, write atomically.
 """
 
@@ -152,7 +152,7 @@ def _check_options(options: RunOptions) -> None:
     if options.output_dir is not None:
         check_writable(Path(options.output_dir), "--output-dir")
     if options.cache and options.cache_dir is not None:
-        check_writable(Path(options.cache_dir), "--cache-dir (or use --no-cache)")
+        check_writable(Path(options.cache_dir), "--cache-dir")
 
 
 def check_writable(folder: Path, option: str) -> None:
@@ -167,14 +167,15 @@ def check_writable(folder: Path, option: str) -> None:
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
+    name = option.split()[0]
     if not existing.is_dir():
-        raise UserError(f"{option} {folder} cannot be made: {existing} is not a folder; choose another {option.split()[0]}")
+        raise UserError(f"cannot write {folder} ({existing} is a file, not a folder); choose another {name}")
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".vtde-bench-write-check-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise UserError(f"{option} {folder} is not writable ({e.strerror or e}); choose another {option.split()[0]}") from None
+        raise UserError(f"cannot write {folder} ({e.strerror or e}); choose another {name}") from None
 
 
 def evaluate(
@@ -250,7 +251,8 @@ def evaluate(
             # Rank 0's view decides for every rank, so that all ranks do the same work.
             existing = shard.gather([existing])[0]
             if existing is not None:
-                progress.note(f"{task.name}: result for these weights and data exists at {json_path}; reusing it (--overwrite to redo)")
+                progress.note(f"{task.name}: a result of these weights, data and profile exists at {json_path}; reusing it "
+                              "(--overwrite to redo)")
                 results.results.append(existing)
                 results.skipped.append(task.name)
                 results.paths[task.name] = json_path

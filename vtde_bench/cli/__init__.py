@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from vtde_bench import __version__
-from vtde_bench.errors import UserError, VtdeBenchError
+from vtde_bench.errors import Interrupted, UserError, VtdeBenchError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USER, EXIT_RUNTIME = 0, 1, 2, 3
 SUBCOMMANDS = ("run", "tasks", "download", "cache", "leaderboard", "compare", "convert", "demo")  # one module each in this package, with add(subparsers)
@@ -51,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
 
         report.error(escape(str(e)))  # a message may hold '[source]' or a path with brackets: text, not rich markup
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from rich.markup import escape
+
+        from vtde_bench import report
+
+        report.error(escape(str(e) if isinstance(e, Interrupted) else "interrupted"))
         return 130
     except Exception as e:  # anything unexpected is a runtime failure, reported in one line
         if debug:

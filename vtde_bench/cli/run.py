@@ -26,7 +26,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     p.add_argument("--cache-dir", type=Path, help="embedding cache folder (default: $VTDE_BENCH_CACHE or ~/.cache/vtde-bench/embeddings)")
     p.add_argument("--chunk-rows", type=int, default=1024, metavar="N", help="rows per cached, resumable chunk of work (default 1024)")
-    p.add_argument("--overwrite", action="store_true", help="recompute even when a result for the same weights and data exists")
+    p.add_argument("--overwrite", action="store_true", help="recompute even when a result for the same weights, data and profile exists")
     p.set_defaults(handler=_run)
 
 
