@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
 
-    startup = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import vtde_bench.runner, vtde_bench.models, datasets; "
+    startup = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import vtde_bench.api, vtde_bench.engine, vtde_bench.models, datasets; "
                               "print(time.perf_counter() - t)"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     import transformers
 
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
               f"a {f['images_per_s']['a']:.1f} img/s, b {f['images_per_s']['b']:.1f} img/s | "
               f"b/a throughput {r['a_over_b']:.3f} ({span['a_over_b']}) | b vs c {r['c_over_b']:.2f}x faster ({span['c_over_b']}) | "
               f"d vs b {r['b_over_d']:.1f}x faster ({span['b_over_d']})")
-    print(f"start-up (import of vtde_bench.runner, models and datasets): {report['import_s']:.2f} s")
+    print(f"start-up (import of vtde_bench.api, engine, models and datasets): {report['import_s']:.2f} s")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0

@@ -114,3 +114,14 @@ def test_unknown_keyword_option_is_a_user_error(tiny_vtde, cards):
 def test_keyword_options_override_run_options(tiny_vtde, cards):
     results = evaluate(str(tiny_vtde), cards[:1], options=RunOptions(output_dir=None, limit=5), limit=3, workers=0, cache=False)
     assert results["colours"].run.limit == 3 and results["colours"].dataset.num_images == 3
+
+
+def test_evaluate_under_torchrun_needs_init_distributed(tiny_vtde, cards, monkeypatch):
+    """Issue #16: the library no longer joins torchrun's group as a side effect; the CLI does, and API users call
+    vtde_bench.init_distributed(). Forgetting it would have every rank do all the work alone: refused, naming it."""
+    import vtde_bench
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match=r"vtde_bench\.init_distributed\(\)"):
+        evaluate(str(tiny_vtde), cards[:1], workers=0, output_dir=None)
+    assert callable(vtde_bench.init_distributed)

@@ -141,10 +141,9 @@ def test_two_instances_of_a_model_class_without_fingerprint_are_never_mistaken_f
 
 def test_class_embeddings_average_normalised_prompt_embeddings_then_renormalise():
     """CLIP's prompt ensembling, against a hand computation with prompt vectors of different lengths and directions."""
-    from vtde_bench.evaluators import EmbedOptions
+    from vtde_bench.evaluators import Context
     from vtde_bench.kinds.classification import class_embeddings
     from vtde_bench.models import as_dual_encoder
-    from vtde_bench.progress import NullProgress
 
     classnames = ("cat", "dog", "bird")
     templates = ("a {c}.", "two {c}s {not a field}", "a big {c}!")
@@ -166,7 +165,7 @@ def test_class_embeddings_average_normalised_prompt_embeddings_then_renormalise(
         def encode_texts(self, texts):
             return torch.tensor(np.stack([vector(t) for t in texts]), dtype=torch.float32)
 
-    got = class_embeddings(as_dual_encoder(Prompts()), classnames, templates, EmbedOptions(cache=None), NullProgress())
+    got = class_embeddings(as_dual_encoder(Prompts()), classnames, templates, Context(RunOptions(), cache=None))
     for c, name in enumerate(classnames):
         prompts = [vector(t.replace("{c}", name)) for t in templates]
         mean = np.mean([p / np.linalg.norm(p) for p in prompts], axis=0)
@@ -204,10 +203,9 @@ def test_imagenet_classes_sharing_prompts_embed_alike_and_the_lowest_index_wins(
     the 100 images of 836 could never be right (acc1 0.1-0.2 points under the published protocol), and the
     'missile' pair differed by 4e-9 because the prompts fell in different text chunks."""
     from vtde_bench import metrics as M
-    from vtde_bench.evaluators import EmbedOptions
+    from vtde_bench.evaluators import Context
     from vtde_bench.kinds.classification import class_embeddings, first_twins
     from vtde_bench.models import as_dual_encoder
-    from vtde_bench.progress import NullProgress
     from vtde_bench.tasks import load_tasks
 
     (task,) = load_tasks(["imagenet1k"])
@@ -217,7 +215,7 @@ def test_imagenet_classes_sharing_prompts_embed_alike_and_the_lowest_index_wins(
     model = HashedTexts()
     # Small text chunks, so that the twins' prompts would fall in different chunks.
     classes = class_embeddings(as_dual_encoder(model), task.classnames, task.templates,
-                               EmbedOptions(cache=None, chunk_rows=100), NullProgress())
+                               Context(RunOptions(chunk_rows=25), cache=None))
     assert torch.equal(classes[836], classes[837]) and torch.equal(classes[657], classes[744])
     embedded = [t for call in model.text_calls for t in call]
     assert len(embedded) == len(set(embedded)) == len(set(t.replace("{c}", n) for n in task.classnames for t in task.templates)) + 1

@@ -171,11 +171,11 @@ def test_photo_sized_images_embed_as_through_the_processor(tiny_clip, tmp_path):
     data = load_task_data(load_card(helpers.colour_card(tmp_path, rows, name="photos")))
     encoder = load_model(tiny_clip, device="cpu")
     assert encoder.batched_images is not None
-    batched = embed_images(encoder, data, batch_size=5, workers=1).embeddings
+    batched = embed_images(encoder, data, batch_size=5, workers=1, chunk_rows=1024).embeddings
     fast, encoder.batched_images = encoder.batched_images, None
-    plain = embed_images(encoder, data, batch_size=5, workers=1).embeddings
+    plain = embed_images(encoder, data, batch_size=5, workers=1, chunk_rows=1024).embeddings
     torch.testing.assert_close(batched, plain, atol=1e-5, rtol=0)
     fast.crop_offset = preprocess.CROP_OFFSET["round"]
     encoder.batched_images = fast
-    rounded = embed_images(encoder, data, batch_size=5, workers=0).embeddings
+    rounded = embed_images(encoder, data, batch_size=5, workers=0, chunk_rows=1024).embeddings
     assert (rounded - plain).abs().max() > 1e-3

@@ -337,7 +337,7 @@ def test_unusual_image_modes_embed_like_their_rgb_pixels(tiny_vtde, tmp_path):
     rows = [(blob, i % len(COLOURS)) for i, (blob, _) in enumerate(cases.values())]
     data = load_task_data(load_card(helpers.colour_card(tmp_path, rows)))
     model = load_model(tiny_vtde, device="cpu")
-    got = embed_images(model, data, batch_size=4, workers=0)
+    got = embed_images(model, data, batch_size=4, workers=0, chunk_rows=1024)
     assert got.indices == list(range(len(cases))) and got.bad == []
     expected = model.encode_images([Image.fromarray(pixels) for _, pixels in cases.values()])
     for i, name in enumerate(cases):

@@ -601,7 +601,7 @@ def test_run_refuses_bad_input_before_loading_any_heavy_library(argv):
 
 
 def test_a_task_named_twice_runs_once_and_specs_pass_through():
-    from vtde_bench.runner import _resolve_tasks
+    from vtde_bench.api import _resolve_tasks
 
     names = [t.name for t in _resolve_tasks(["demo", "shapes-classification"])]
     assert names == ["shapes-classification", "shapes-retrieval"]

@@ -29,13 +29,13 @@ class CaptionPick(Kind):
     source_fields = {"caption_column": str}
     source_defaults = {"caption_column": "captions"}
 
-    def score(self, spec, model, data, images, options, progress):
+    def score(self, spec, model, data, images, context):
         started = time.perf_counter()
         texts, owner = [], []
         for position, row in enumerate(images.indices):
             texts += data.captions[row]
             owner += [position] * len(data.captions[row])
-        text_emb = embed_distinct_texts(model, texts, options, progress, "Embedding captions")
+        text_emb = embed_distinct_texts(model, texts, context, "Embedding captions")
         best = (images.embeddings @ text_emb.T).argmax(dim=1)
         hits = (torch.tensor(owner)[best] == torch.arange(len(images.indices))).numpy().astype(np.int64)
         samples = pd.DataFrame({"key": [data.keys[i] for i in images.indices], **sample_identity(data, images.indices), "hit": hits})

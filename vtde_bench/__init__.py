@@ -3,6 +3,7 @@
 The public API (imported lazily, so `import vtde_bench` stays cheap):
 
 - `evaluate(model, tasks, options=RunOptions(...))` → `Results`
+- `init_distributed()`: join torchrun's process group before `evaluate`, so that the ranks share the work
 - `load_model(path)` → a dual encoder with `encode_images` / `encode_texts`
 - `load_tasks(names)` → task specs
 - `read_result(path)` → a `TaskResult`
@@ -15,9 +16,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "evaluate": "vtde_bench.runner",
-    "RunOptions": "vtde_bench.runner",
-    "Results": "vtde_bench.runner",
+    "evaluate": "vtde_bench.api",
+    "RunOptions": "vtde_bench.options",
+    "Results": "vtde_bench.api",
+    "init_distributed": "vtde_bench.dist",
     "load_model": "vtde_bench.models",
     "load_tasks": "vtde_bench.tasks",
     "read_result": "vtde_bench.results",

@@ -26,11 +26,11 @@ from torch import Tensor
 
 from vtde_bench.cache import CacheEntry, Chunk
 from vtde_bench.data import TaskData
+from vtde_bench.dist import Shard
 from vtde_bench.errors import Interrupted, UserError
 from vtde_bench.models import Embedder
 from vtde_bench.progress import NullProgress, Progress
 
-CHUNK_ROWS = 1024
 _BUFFER = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 
 
@@ -38,32 +38,6 @@ def default_workers() -> int:
     """One input worker per core, at most 8; none on a 1-core machine (the main process then decodes)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(8, cores) if cores > 1 else 0
-
-
-@dataclass(frozen=True)
-class Shard:
-    """This process's place among torchrun's ranks (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @classmethod
-    def current(cls) -> "Shard":
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls()
-
-    def gather(self, items: list[Any]) -> list[Any]:
-        """Everyone's items, on every rank."""
-        if self.world == 1:
-            return items
-        import torch.distributed as dist
-
-        everyone: list[Any] = [None] * self.world
-        dist.all_gather_object(everyone, items)
-        return [item for part in everyone for item in part]
 
 
 @dataclass
@@ -208,12 +182,12 @@ def embed_images(
     model: Embedder,
     data: TaskData,
     *,
-    batch_size: int = 64,
+    batch_size: int,
     workers: int | None = None,
     skip_bad_images: bool = False,
     cache: CacheEntry | None = None,
     shard: Shard | None = None,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int,
     progress: Progress | None = None,
     description: str = "Embedding images",
 ) -> ImageEmbeddings:
@@ -290,10 +264,10 @@ def embed_texts(
     model: Embedder,
     texts: list[str],
     *,
-    batch_size: int = 256,
+    batch_size: int,
     cache: CacheEntry | None = None,
     shard: Shard | None = None,
-    chunk_rows: int = 4 * CHUNK_ROWS,
+    chunk_rows: int,
     progress: Progress | None = None,
     description: str = "Embedding texts",
 ) -> Tensor:

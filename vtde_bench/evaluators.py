@@ -19,7 +19,8 @@ from vtde_bench.cache import CacheEntry, EmbeddingCache
 from vtde_bench.data import TaskData
 from vtde_bench.embed import ImageEmbeddings, embed_images, embed_texts
 from vtde_bench.models import Embedder
-from vtde_bench.progress import Progress
+from vtde_bench.options import RunOptions
+from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.spec import TaskSpec
 
 
@@ -53,44 +54,46 @@ class Scores:
 
 
 @dataclass(frozen=True)
-class EmbedOptions:
-    batch_size: int = 64
-    workers: int | None = None
-    skip_bad_images: bool = False
-    cache: EmbeddingCache | None = None  # None: compute everything, write nothing
-    chunk_rows: int = 1024
+class Context:
+    """What a task's evaluation runs with: the run's options, and what is made of them once per run."""
+
+    options: RunOptions
+    cache: EmbeddingCache | None  # None: compute everything, write nothing
+    progress: Progress = field(default_factory=NullProgress)
 
 
-def _image_cache(model: Embedder, data: TaskData, options: EmbedOptions) -> CacheEntry | None:
-    key = model.cache_key("images") if options.cache is not None else None  # a key serialises the processor: skip it when off
+def _image_cache(model: Embedder, data: TaskData, cache: EmbeddingCache | None) -> CacheEntry | None:
+    key = model.cache_key("images") if cache is not None else None  # a key serialises the processor: skip it when off
     if key is None:
         return None
-    return options.cache.entry({"kind": "images", **key, "rows": data.order_fingerprint})
+    return cache.entry({"kind": "images", **key, "rows": data.order_fingerprint})
 
 
-def _text_cache(model: Embedder, texts: list[str], options: EmbedOptions) -> CacheEntry | None:
-    key = model.cache_key("texts") if options.cache is not None else None  # a key serialises the whole tokenizer
+def _text_cache(model: Embedder, texts: list[str], cache: EmbeddingCache | None) -> CacheEntry | None:
+    key = model.cache_key("texts") if cache is not None else None  # a key serialises the whole tokenizer
     if key is None:
         return None
     digest = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
-    return options.cache.entry({"kind": "texts", **key, "texts": digest})
+    return cache.entry({"kind": "texts", **key, "texts": digest})
 
 
-def _images(model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress) -> ImageEmbeddings:
+def _images(model: Embedder, data: TaskData, context: Context) -> ImageEmbeddings:
+    options = context.options
     return embed_images(
         model, data, batch_size=options.batch_size, workers=options.workers, skip_bad_images=options.skip_bad_images,
-        cache=_image_cache(model, data, options), chunk_rows=options.chunk_rows, progress=progress,
+        cache=_image_cache(model, data, context.cache), chunk_rows=options.chunk_rows, progress=context.progress,
     )
 
 
-def embed_distinct_texts(model: Embedder, texts: list[str], options: EmbedOptions, progress: Progress, description: str) -> torch.Tensor:
+def embed_distinct_texts(model: Embedder, texts: list[str], context: Context, description: str) -> torch.Tensor:
     """(len(texts), D) embeddings. Each distinct text is embedded once, so equal texts get equal embeddings
     whatever batch or chunk they would have fallen in (COCO's repeated captions, ImageNet's repeated names)."""
     position: dict[str, int] = {}
     where = [position.setdefault(text, len(position)) for text in texts]
     unique = list(position)
-    emb = embed_texts(model, unique, batch_size=max(options.batch_size, 256), cache=_text_cache(model, unique, options),
-                      chunk_rows=4 * options.chunk_rows, progress=progress, description=description)
+    options = context.options
+    emb = embed_texts(model, unique, batch_size=options.text_batch_size, cache=_text_cache(model, unique, context.cache),
+                      chunk_rows=options.text_chunk_rows, progress=context.progress, description=description)
     return emb[torch.tensor(where, dtype=torch.long)] if len(unique) < len(texts) else emb
 
 
@@ -103,12 +106,12 @@ def sample_identity(data: TaskData, rows: list[int]) -> dict[str, list]:
     return columns
 
 
-def evaluate_task(task: TaskSpec, model: Embedder, data: TaskData, options: EmbedOptions, progress: Progress) -> Outcome:
+def evaluate_task(task: TaskSpec, model: Embedder, data: TaskData, context: Context) -> Outcome:
     """Embed the task's images, then score them its kind's way."""
     started = time.perf_counter()
-    images = _images(model, data, options, progress)
+    images = _images(model, data, context)
     embed_images_s = time.perf_counter() - started
-    scores = task.kind.score(task, model, data, images, options, progress)
+    scores = task.kind.score(task, model, data, images, context)
     return Outcome(
         metrics=scores.metrics,
         samples=scores.samples,

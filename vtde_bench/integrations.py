@@ -20,10 +20,10 @@ from PIL import Image
 from torch import Tensor
 from transformers import TrainerCallback
 
-from vtde_bench import runner
+from vtde_bench import api
 from vtde_bench.errors import UserError
 from vtde_bench.models import HFDualEncoder, ModelInfo, weights_fingerprint
-from vtde_bench.runner import Results, RunOptions, check_inputs
+from vtde_bench.api import Results, RunOptions, check_inputs
 from vtde_bench.tasks import Task
 
 ROW_KEYS = "vtde_row_keys"  # added to a locked tower's preprocessed inputs; no model takes an argument of this name
@@ -225,7 +225,7 @@ class ZeroShotEvalCallback(TrainerCallback):
                     self.encoder = TrainingEncoder(model, processor, precision=self.options.precision)
                 else:
                     self.encoder.refresh()
-                self.results = runner.evaluate(self.encoder, self.specs, options=self.options)
+                self.results = api.evaluate(self.encoder, self.specs, options=self.options)
         finally:
             for module, training in modes:
                 module.training = training

@@ -30,7 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
     from vtde_bench import report
     from vtde_bench.cli.run import quiet_libraries
     from vtde_bench.demo import save_untrained_demo_model, train_demo_model
-    from vtde_bench.runner import RunOptions, evaluate
+    from vtde_bench.api import RunOptions, evaluate
 
     quiet_libraries()
     home = args.home or demo_home()

@@ -26,9 +26,8 @@ if TYPE_CHECKING:
 
     from vtde_bench.data import TaskData
     from vtde_bench.embed import ImageEmbeddings
-    from vtde_bench.evaluators import EmbedOptions, Scores
+    from vtde_bench.evaluators import Context, Scores
     from vtde_bench.models import Embedder
-    from vtde_bench.progress import Progress
     from vtde_bench.spec import Card, TaskSpec
 
 ENTRY_POINTS = "vtde_bench.kinds"
@@ -84,8 +83,9 @@ class Kind:
     # ------------------------------------------------------------------ scoring
 
     def score(self, spec: "TaskSpec", model: "Embedder", data: "TaskData", images: "ImageEmbeddings",
-              options: "EmbedOptions", progress: "Progress") -> "Scores":
-        """Metrics and the per-sample table from the task's image embeddings (texts are embedded here)."""
+              context: "Context") -> "Scores":
+        """Metrics and the per-sample table from the task's image embeddings (texts are embedded here, with
+        `evaluators.embed_distinct_texts` and the context's options, cache and progress)."""
         raise NotImplementedError
 
     def statistic(self, samples: "pd.DataFrame", metrics: tuple[str, ...]) -> tuple[int, Callable[[Any], dict[str, Any]]]:

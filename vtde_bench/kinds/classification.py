@@ -38,13 +38,13 @@ def class_prompts(classnames: tuple[str, ...], templates: tuple[str, ...]) -> li
     return [template.replace("{c}", name) for name in classnames for template in templates]
 
 
-def class_embeddings(model: Any, classnames: tuple[str, ...], templates: tuple[str, ...], options: Any, progress: Any) -> "torch.Tensor":
+def class_embeddings(model: Any, classnames: tuple[str, ...], templates: tuple[str, ...], context: Any) -> "torch.Tensor":
     """(C, D) class embeddings: the mean over templates of normalised prompt embeddings, renormalised."""
     import torch
 
     from vtde_bench.evaluators import embed_distinct_texts
 
-    emb = embed_distinct_texts(model, class_prompts(classnames, templates), options, progress, "Embedding class prompts")
+    emb = embed_distinct_texts(model, class_prompts(classnames, templates), context, "Embedding class prompts")
     emb = emb.view(len(classnames), len(templates), -1).mean(dim=1)
     return torch.nn.functional.normalize(emb, dim=-1)
 
@@ -186,7 +186,7 @@ class ZeroShotClassification(Kind):
         return {"classnames": digest(spec.classnames), "templates": digest(spec.templates),
                 "class_folders": folders if isinstance(folders, str) or folders is None else digest(folders)}
 
-    def score(self, spec: ClassificationTask, model: Any, data: Any, images: Any, options: Any, progress: Any) -> Any:
+    def score(self, spec: ClassificationTask, model: Any, data: Any, images: Any, context: Any) -> Any:
         import pandas as pd
         import torch
 
@@ -204,7 +204,7 @@ class ZeroShotClassification(Kind):
                 f"{names} classes in {len(alike)} group(s) tokenize identically (e.g. {example}): the tokenizer's vocabulary "
                 "lacks these words, so the model cannot tell them apart; check the tokenizer or the class names"
             )
-        classes = class_embeddings(model, spec.classnames, spec.templates, options, progress)
+        classes = class_embeddings(model, spec.classnames, spec.templates, context)
         texts_done = time.perf_counter()
         labels = torch.tensor([data.labels[i] for i in images.indices], dtype=torch.long)
         twins = first_twins(spec.classnames, spec.templates)

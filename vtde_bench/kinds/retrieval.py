@@ -81,7 +81,7 @@ class Retrieval(Kind):
             out["mean_recall@1"] = (out["image_to_text_recall@1"] + out["text_to_image_recall@1"]) / 2
         return out
 
-    def score(self, spec: Any, model: Any, data: Any, images: Any, options: Any, progress: Any) -> Any:
+    def score(self, spec: Any, model: Any, data: Any, images: Any, context: Any) -> Any:
         import pandas as pd
         import torch
 
@@ -100,7 +100,7 @@ class Retrieval(Kind):
                 caption_index.append(j)
         if not texts:
             raise UserError(f"task {spec.name}: no captions to retrieve")
-        text_emb = embed_distinct_texts(model, texts, options, progress, "Embedding captions")
+        text_emb = embed_distinct_texts(model, texts, context, "Embedding captions")
         texts_done = time.perf_counter()
         image_ranks, text_ranks = M.retrieval_ranks(images.embeddings, text_emb, torch.tensor(text_to_image))
         keys = [data.keys[i] for i in images.indices]
