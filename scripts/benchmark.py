@@ -105,7 +105,7 @@ def timed(fn) -> tuple[float, object]:
 
 def ceiling(encoder, rows, batch_size: int) -> float:
     """(a): forward passes only, on tensors preprocessed beforehand (not timed)."""
-    from vtde_bench.data import decode_image
+    from vtde_bench.imaging import decode_image
 
     pixel_batches = [encoder.image_inputs([decode_image(r["image"]["bytes"]) for r in rows[i : i + batch_size]])
                      for i in range(0, len(rows), batch_size)]
@@ -148,7 +148,7 @@ def hand_loop(folder: Path, batch_size: int, device: torch.device):
 def bench_size(size: str, card: Path, warm_card: Path, rows, work: Path, batch_size: int, repeats: int) -> dict:
     """Each repeat measures (a), (b), (c), (d) in turn, (b) on a fresh copy of the workload and a fresh cache."""
     from vtde_bench import RunOptions, evaluate
-    from vtde_bench.models import load_model
+    from vtde_bench.encoders import load_model
 
     folder = make_model(work / f"model-{size}", size)
     load_s, encoder = timed(lambda: load_model(folder))
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
 
-    startup = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import vtde_bench.api, vtde_bench.engine, vtde_bench.models, datasets; "
+    startup = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import vtde_bench.api, vtde_bench.engine, vtde_bench.encoders, datasets; "
                               "print(time.perf_counter() - t)"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     import transformers
 

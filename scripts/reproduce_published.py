@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vtde_bench import RunOptions, evaluate
     from vtde_bench.reference import published_for, published_source
-    from vtde_bench.report import RichProgress
+    from vtde_bench.render.console import RichProgress
 
     published = published_for(args.model)
     options = RunOptions(output_dir=args.output_dir, data_dir=args.data_dir, batch_size=args.batch_size, revision=args.revision)

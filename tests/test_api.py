@@ -29,7 +29,7 @@ def cli_run(tiny_vtde, cards, tmp_path_factory):
     """`vtde-bench run` on both cards, with its own empty embedding cache: (output folder, stdout)."""
     root = tmp_path_factory.mktemp("cli")
     capture = Console(record=True, width=160)
-    import vtde_bench.report as report
+    import vtde_bench.render.console as report
 
     printer, report.out = report.out, capture
     try:

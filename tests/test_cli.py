@@ -197,7 +197,7 @@ def test_progress_notes_and_bars_print_brackets_as_text():
 
     from rich.console import Console
 
-    from vtde_bench.report import RichProgress
+    from vtde_bench.render.console import RichProgress
 
     buffer = _io.StringIO()
     progress = RichProgress(Console(file=buffer, force_terminal=False, width=200))

@@ -16,7 +16,7 @@ import helpers
 from conftest import COLOURS
 from result_factory import classification_samples, write_result
 from vtde_bench.cli import main
-from vtde_bench.compare import NOT_SIGNIFICANT, REGRESSED, compare
+from vtde_bench.analysis.compare import NOT_SIGNIFICANT, REGRESSED, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 200  # images in the synthetic task

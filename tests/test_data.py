@@ -21,7 +21,8 @@ from PIL import Image
 
 import helpers
 from conftest import COLOURS
-from vtde_bench.data import LAYOUTS, content_fingerprint, decode_image, detect_layouts, load_task_data
+from vtde_bench.data import LAYOUTS, content_fingerprint, detect_layouts, load_task_data
+from vtde_bench.imaging import decode_image
 from vtde_bench.errors import UserError
 from vtde_bench.tasks import Task, load_card
 
@@ -863,14 +864,14 @@ JPEGS = {
 
 def test_torchvision_decodes_jpegs_exactly_like_pillow_here():
     """The fast path is on in this environment (else the tests below would not exercise it)."""
-    from vtde_bench.data import _torchvision_jpeg_is_exact
+    from vtde_bench.imaging import _torchvision_jpeg_is_exact
 
     assert _torchvision_jpeg_is_exact()
 
 
 @pytest.mark.parametrize("name", sorted(JPEGS))
 def test_decode_image_array_has_pillows_pixels_for_jpegs(name):
-    from vtde_bench.data import decode_image_array
+    from vtde_bench.imaging import decode_image_array
 
     mode, options = JPEGS[name]
     blob = helpers.encode(_photo(mode, size=(75 + len(name), 53)), "JPEG", **options)
@@ -881,21 +882,21 @@ def test_decode_image_array_has_pillows_pixels_for_jpegs(name):
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP"])
 def test_decode_image_array_has_pillows_pixels_for_other_formats(fmt):
-    from vtde_bench.data import decode_image_array
+    from vtde_bench.imaging import decode_image_array
 
     blob = helpers.encode(_photo("RGBA" if fmt == "PNG" else "RGB"), fmt)
     assert np.array_equal(decode_image_array(blob).numpy(), np.asarray(decode_image(blob)))
 
 
 def test_decode_image_array_scales_16_bit_images_like_decode_image():
-    from vtde_bench.data import decode_image_array
+    from vtde_bench.imaging import decode_image_array
 
     blob = helpers.encode(Image.fromarray(np.random.default_rng(1).integers(0, 65536, (16, 16), dtype=np.uint16)), "PNG")
     assert np.array_equal(decode_image_array(blob).numpy(), np.asarray(decode_image(blob)))
 
 
 def test_decode_image_array_reports_a_truncated_jpeg_in_pillows_words():
-    from vtde_bench.data import decode_image_array
+    from vtde_bench.imaging import decode_image_array
 
     blob = helpers.encode(_photo(), "JPEG")[:-40]
     with pytest.raises(OSError, match="truncated"):

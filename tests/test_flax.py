@@ -29,8 +29,8 @@ import helpers
 from conftest import COLOURS
 from vtde_bench.cli import main
 from vtde_bench.errors import UserError
-from vtde_bench.flax import is_flax_only, load_flax_model, read_flax_params
-from vtde_bench.models import HFDualEncoder, load_model
+from vtde_bench.encoders.flax import is_flax_only, load_flax_model, read_flax_params
+from vtde_bench.encoders import HFDualEncoder, load_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "flax"
 NAMES = ("vtde-vit-bert", "vtde-vit-bert-sharded", "clip-bf16", "hybrid-clip")

@@ -179,7 +179,7 @@ def test_changed_tower_weights_or_images_are_never_served_stale(lit):
 
 
 def evaluate_images(model, processor, images):
-    from vtde_bench.models import HFDualEncoder, ModelInfo
+    from vtde_bench.encoders import HFDualEncoder, ModelInfo
 
     return HFDualEncoder(model, processor, info=ModelInfo(path="plain")).encode_images(images)
 

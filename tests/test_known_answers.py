@@ -143,7 +143,7 @@ def test_class_embeddings_average_normalised_prompt_embeddings_then_renormalise(
     """CLIP's prompt ensembling, against a hand computation with prompt vectors of different lengths and directions."""
     from vtde_bench.evaluators import Context
     from vtde_bench.kinds.classification import class_embeddings
-    from vtde_bench.models import as_dual_encoder
+    from vtde_bench.encoders import as_dual_encoder
 
     classnames = ("cat", "dog", "bird")
     templates = ("a {c}.", "two {c}s {not a field}", "a big {c}!")
@@ -205,7 +205,7 @@ def test_imagenet_classes_sharing_prompts_embed_alike_and_the_lowest_index_wins(
     from vtde_bench import metrics as M
     from vtde_bench.evaluators import Context
     from vtde_bench.kinds.classification import class_embeddings, first_twins
-    from vtde_bench.models import as_dual_encoder
+    from vtde_bench.encoders import as_dual_encoder
     from vtde_bench.tasks import load_tasks
 
     (task,) = load_tasks(["imagenet1k"])

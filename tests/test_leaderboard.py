@@ -10,7 +10,8 @@ import pytest
 import helpers
 from conftest import COLOURS
 from result_factory import write_result
-from vtde_bench import leaderboard
+from vtde_bench.analysis import leaderboard
+from vtde_bench.render import leaderboard as formats
 from vtde_bench.cli import main
 from vtde_bench.results import load_results, load_rows, read_task_results
 
@@ -212,7 +213,7 @@ def test_bad_input_exits_2(case, tmp_path, capsys):
 
 def test_frame_renderer_keeps_fractions(tmp_path):
     write_result(tmp_path, slug="m", task="t", metrics={"acc1": 0.25, "acc5": 0.5, "mean_per_class_recall": 0.25})
-    frame = leaderboard.to_frame(leaderboard.build(load_rows(tmp_path)))
+    frame = formats.to_frame(leaderboard.build(load_rows(tmp_path)))
     assert frame.loc[0, "t"] == 0.25 and frame.loc[0, "average"] == 0.25 and frame.loc[0, "rank"] == 1
     assert "retrieval avg" not in frame and "classification avg" in frame  # only the task types present
 

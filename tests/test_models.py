@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 import helpers
-from vtde_bench import preprocess
+from vtde_bench import imaging as preprocess
 from vtde_bench.errors import RunFailure, UserError
-from vtde_bench.models import ProtocolEncoder, as_dual_encoder, load_model, weights_fingerprint
+from vtde_bench.encoders import ProtocolEncoder, as_dual_encoder, load_model, weights_fingerprint
 
 IMAGES = [helpers.colour_image(c, seed=i) for i, c in enumerate(["red", "blue", "green"])]
 TEXTS = ["a red cat", "the big blue dog on a car", "green"]
@@ -204,7 +204,7 @@ def test_batched_preprocessing_matches_the_checkpoints_processor(fixture, reques
     """The reference is the processor transformers 5 loads by default (the torchvision-backed class)."""
     from transformers import AutoProcessor
 
-    from vtde_bench.data import decode_image
+    from vtde_bench.imaging import decode_image
 
     folder = request.getfixturevalue(fixture)
     encoder = load_model(folder, device="cpu")
@@ -237,7 +237,7 @@ def test_folder_without_tokenizer_files_is_refused(tiny_vtde, tmp_path):
 
 def test_batched_preprocessing_takes_decoded_arrays_with_the_same_result(tiny_clip):
     """The workers hand the batched path (H, W, 3) uint8 tensors from decode_image_array: same pixels, same inputs."""
-    from vtde_bench.data import decode_image, decode_image_array
+    from vtde_bench.imaging import decode_image, decode_image_array
 
     encoder = load_model(tiny_clip, device="cpu")
     blobs = [helpers.png_bytes(helpers.colour_image(c, seed=i, size=s)) for i, (c, s) in enumerate([("red", 32), ("blue", 57)])]
@@ -252,7 +252,7 @@ def test_batched_preprocessing_takes_decoded_arrays_with_the_same_result(tiny_cl
 
 
 def test_processor_path_and_protocol_encoders_decode_to_pil(tiny_clip):
-    from vtde_bench.data import decode_image
+    from vtde_bench.imaging import decode_image
 
     encoder = load_model(tiny_clip, device="cpu")
     encoder.batched_images = None  # as for a processor the batched path does not reproduce
@@ -271,7 +271,7 @@ def test_processor_path_and_protocol_encoders_decode_to_pil(tiny_clip):
 
 
 def test_core_share_gives_the_forward_passes_the_spare_cores_only_while_input_bound():
-    from vtde_bench.embed import CoreShare
+    from vtde_bench.embedding import CoreShare
 
     before = torch.get_num_threads()
     with CoreShare(torch.device("cpu"), workers=1) as share:
@@ -295,7 +295,7 @@ def test_core_share_gives_the_forward_passes_the_spare_cores_only_while_input_bo
 def test_core_share_counts_waiting_and_computing():
     import time
 
-    from vtde_bench.embed import CoreShare
+    from vtde_bench.embedding import CoreShare
 
     def slow_batches():
         for i in range(3):
@@ -329,7 +329,7 @@ def _save_tiny_convnext_vtde(folder):
 
 
 def test_channels_last_is_chosen_for_convolutional_towers_on_cuda_only(tiny_vtde, tmp_path):
-    from vtde_bench.models import wants_channels_last
+    from vtde_bench.encoders.device import wants_channels_last
 
     conv = load_model(_save_tiny_convnext_vtde(tmp_path / "conv"), device="cpu")
     vit = load_model(tiny_vtde, device="cpu")
@@ -353,7 +353,7 @@ def test_channels_last_gives_the_same_embeddings(tmp_path):
 
 
 def test_texts_embedded_shortest_first_come_back_in_order(tiny_clip):
-    from vtde_bench.embed import embed_texts
+    from vtde_bench.embedding import embed_texts
 
     encoder = load_model(tiny_clip, device="cpu")
     texts = ["a big red dog near the small blue car in the tree", "cat", "the green house", "a", "dog on a car"] * 3
@@ -384,7 +384,7 @@ def test_an_absent_mps_device_is_a_user_error():
     """Issue #14 item 3: `--device mps` without MPS crashed in torch (exit 3); it is bad input, like --device cuda."""
     import torch
 
-    from vtde_bench.models import resolve_device
+    from vtde_bench.encoders.device import resolve_device
 
     if torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")

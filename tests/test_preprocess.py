@@ -19,8 +19,8 @@ from transformers.models.siglip.image_processing_pil_siglip import SiglipImagePr
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 import helpers
-from vtde_bench import preprocess
-from vtde_bench.data import decode_image, decode_image_array, to_rgb
+from vtde_bench import imaging as preprocess
+from vtde_bench.imaging import decode_image, decode_image_array, to_rgb
 
 STYLES = {  # (torchvision-backed class, PIL-backed class, size arguments for shortest edge s)
     "clip": (CLIPImageProcessor, CLIPImageProcessorPil,
@@ -157,8 +157,8 @@ def test_photo_sized_images_embed_as_through_the_processor(tiny_clip, tmp_path):
     """End to end through the data loader and the workers: 640×427-style JPEGs and PNGs embed the same
     through the batched path as through the checkpoint's processor (the old rounded offset did not)."""
     from vtde_bench.data import load_task_data
-    from vtde_bench.embed import embed_images
-    from vtde_bench.models import load_model
+    from vtde_bench.embedding import embed_images
+    from vtde_bench.encoders import load_model
     from vtde_bench.tasks import load_card
 
     rng = np.random.default_rng(5)

@@ -18,7 +18,7 @@ from rich.console import Console
 
 import helpers
 from conftest import COLOURS
-from vtde_bench.report import RichProgress
+from vtde_bench.render.console import RichProgress
 
 TESTS = Path(__file__).resolve().parent
 
@@ -54,7 +54,7 @@ def test_a_run_whose_output_is_a_log_says_what_it_is_doing(tiny_vtde, colour_row
 
 SLOW_CLI = textwrap.dedent("""
     import sys, time
-    import vtde_bench.models as models
+    import vtde_bench.encoders.hf as models
 
     forward = models.HFDualEncoder.embed_image_inputs
     def slow(self, inputs):

@@ -309,8 +309,8 @@ def test_unusual_image_modes_embed_like_their_rgb_pixels(tiny_vtde, tmp_path):
     """CMYK, L, RGBA, P and 16-bit images, through the real pipeline (a parquet copy, load_task_data, embed_images),
     embed exactly like an RGB image of the pixels they show; a 16-bit image like its 8-bit twin."""
     from vtde_bench.data import load_task_data
-    from vtde_bench.embed import embed_images
-    from vtde_bench.models import load_model
+    from vtde_bench.embedding import embed_images
+    from vtde_bench.encoders import load_model
     from vtde_bench.tasks import load_card
 
     from transformers.image_transforms import convert_to_rgb
@@ -359,7 +359,7 @@ RACER = textwrap.dedent("""
     # `vtde-bench run`, made to meet its twin at the embedding loop, so that both really run at once.
     import os, sys, time
     from pathlib import Path
-    import vtde_bench.embed as embed
+    import vtde_bench.embedding as embed
     from vtde_bench.cli import main
 
     meeting = Path(sys.argv[1])

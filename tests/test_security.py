@@ -25,7 +25,7 @@ from conftest import COLOURS
 from test_known_answers import ColourModel
 from vtde_bench import RunOptions, evaluate
 from vtde_bench.cli import main
-from vtde_bench.models import load_model
+from vtde_bench.encoders import load_model
 from vtde_bench.tasks import load_card
 
 

@@ -20,7 +20,7 @@ _LAZY = {
     "RunOptions": "vtde_bench.options",
     "Results": "vtde_bench.api",
     "init_distributed": "vtde_bench.dist",
-    "load_model": "vtde_bench.models",
+    "load_model": "vtde_bench.encoders",
     "load_tasks": "vtde_bench.tasks",
     "read_result": "vtde_bench.results",
     "load_results": "vtde_bench.results",

@@ -46,7 +46,7 @@ class Results:
         """The CLI's results table: `rich.print(results)` in a terminal or notebook."""
         from rich.console import Group
 
-        from vtde_bench.report import results_table
+        from vtde_bench.render.console import results_table
 
         return Group(*results_table(self.results))
 
@@ -70,7 +70,7 @@ def check_inputs(model: Any, tasks: Sequence[str | Task] | str, options: RunOpti
     Raises:
         UserError: what is wrong, and how to fix it.
     """
-    from vtde_bench.locate import hub_model_from_cache, local_model_folder
+    from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder
 
     _check_options(options)
     specs = _resolve_tasks(tasks)
@@ -171,11 +171,11 @@ def evaluate(
 
 def _load(model: Any, processor: Any, options: RunOptions, progress: Progress) -> tuple[Any, float]:
     """The model as an `Embedder`, and the seconds loading it took (0 for an object handed in)."""
-    from vtde_bench.models import as_dual_encoder, load_model
+    from vtde_bench.encoders.load import as_dual_encoder, load_model
 
     if not isinstance(model, (str, Path)):
         return as_dual_encoder(model, processor=processor, device=options.device, precision=options.precision), 0.0
-    from vtde_bench.locate import hub_model_from_cache, local_model_folder
+    from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder
 
     if local_model_folder(str(model), options.revision) is None and hub_model_from_cache(str(model), options.revision):
         progress.note(f"the Hugging Face Hub cannot be reached; loading {model} from the local hub cache")

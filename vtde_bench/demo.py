@@ -30,7 +30,7 @@ from transformers import (
 )
 
 from vtde_bench.errors import UserError
-from vtde_bench.models import save_pretrained_atomically
+from vtde_bench.encoders.save import save_pretrained_atomically
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.tasks import tasks_dir
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from vtde_bench import bootstrap
 from vtde_bench.data import TaskData, load_task_data
 from vtde_bench.dist import Shard
-from vtde_bench.embed import default_workers
+from vtde_bench.embedding import default_workers
 from vtde_bench.evaluators import Context, Outcome, evaluate_task
-from vtde_bench.models import Embedder
+from vtde_bench.encoders.base import Embedder
 from vtde_bench.profile import Profile, run_profile
 from vtde_bench.results import (DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult, find_existing, result_path,
                                 write_result)

@@ -17,8 +17,8 @@ import torch
 
 from vtde_bench.cache import CacheEntry, EmbeddingCache
 from vtde_bench.data import TaskData
-from vtde_bench.embed import ImageEmbeddings, embed_images, embed_texts
-from vtde_bench.models import Embedder
+from vtde_bench.embedding import ImageEmbeddings, embed_images, embed_texts
+from vtde_bench.encoders.base import Embedder
 from vtde_bench.options import RunOptions
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.spec import TaskSpec

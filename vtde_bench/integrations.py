@@ -22,7 +22,8 @@ from transformers import TrainerCallback
 
 from vtde_bench import api
 from vtde_bench.errors import UserError
-from vtde_bench.models import HFDualEncoder, ModelInfo, weights_fingerprint
+from vtde_bench.encoders.base import ModelInfo, weights_fingerprint
+from vtde_bench.encoders.hf import HFDualEncoder
 from vtde_bench.api import Results, RunOptions, check_inputs
 from vtde_bench.tasks import Task
 

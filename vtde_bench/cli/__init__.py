@@ -47,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from rich.markup import escape
 
-        from vtde_bench import report
+        from vtde_bench.render import console as report
 
         report.error(escape(str(e)))  # a message may hold '[source]' or a path with brackets: text, not rich markup
         return e.exit_code
     except KeyboardInterrupt as e:
         from rich.markup import escape
 
-        from vtde_bench import report
+        from vtde_bench.render import console as report
 
         report.error(escape(str(e) if isinstance(e, Interrupted) else "interrupted"))
         return 130
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from rich.markup import escape
 
-        from vtde_bench import report
+        from vtde_bench.render import console as report
 
         report.error(escape(f"{type(e).__name__}: {e} (rerun with --debug for the traceback)"))
         return EXIT_RUNTIME

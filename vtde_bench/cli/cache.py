@@ -16,7 +16,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from vtde_bench import report
+    from vtde_bench.render import console as report
     from vtde_bench.cache import EmbeddingCache
 
     cache = EmbeddingCache(args.cache_dir)

@@ -26,9 +26,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from vtde_bench import report
-    from vtde_bench.compare import compare
-    from vtde_bench.compare_writers import write_junit_xml, write_markdown
+    from vtde_bench.render import console as report
+    from vtde_bench.analysis.compare import compare
+    from vtde_bench.render.compare import write_junit_xml, write_markdown
 
     comparison = compare(args.candidate, args.baseline, tolerance_points=args.tolerance, metrics=args.metrics,
                          paired=args.paired, force=args.force)

@@ -24,8 +24,8 @@ def add(sub: argparse._SubParsersAction) -> None:
 def _convert(args: argparse.Namespace) -> int:
     import transformers
 
-    from vtde_bench import report
-    from vtde_bench.flax import convert
+    from vtde_bench.render import console as report
+    from vtde_bench.encoders.flax import convert
 
     # The conversion reports problems itself (as one-line errors); keep transformers' load chatter out.
     transformers.utils.logging.set_verbosity_error()

@@ -27,7 +27,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from vtde_bench import report
+    from vtde_bench.render import console as report
     from vtde_bench.cli.run import quiet_libraries
     from vtde_bench.demo import save_untrained_demo_model, train_demo_model
     from vtde_bench.api import RunOptions, evaluate

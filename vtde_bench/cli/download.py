@@ -18,8 +18,8 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from vtde_bench import report
-    from vtde_bench.download import download_task
+    from vtde_bench.render import console as report
+    from vtde_bench.data.download import download_task
     from vtde_bench.tasks import load_tasks
 
     progress = report.RichProgress()

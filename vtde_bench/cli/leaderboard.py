@@ -29,7 +29,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from vtde_bench import leaderboard, report
+    from vtde_bench.analysis import leaderboard
+    from vtde_bench.render import console as report
+    from vtde_bench.render import leaderboard as formats
     from vtde_bench.files import atomic_write
     from vtde_bench.results import load_rows, published_results
 
@@ -44,13 +46,13 @@ def _leaderboard(args: argparse.Namespace) -> int:
         report.print_leaderboard(board)
         return EXIT_OK
     if args.format == "html":
-        from vtde_bench.leaderboard_html import to_html
+        from vtde_bench.render.html import to_html
 
         text = to_html(board)
     elif args.format == "table":
         text = report.render_leaderboard_text(board)
     else:
-        text = {"markdown": leaderboard.to_markdown, "csv": leaderboard.to_csv, "json": leaderboard.to_json}[args.format](board)
+        text = {"markdown": formats.to_markdown, "csv": formats.to_csv, "json": formats.to_json}[args.format](board)
     if args.output is None:
         report.print_plain(text)
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import MISSING
-from pathlib import Path
 
 from vtde_bench.cli import EXIT_OK
 from vtde_bench.options import RunOptions, option_fields
@@ -32,7 +31,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import os
 
-    from vtde_bench import report
+    from vtde_bench.render import console as report
     from vtde_bench.api import check_inputs, evaluate
     from vtde_bench.dist import init_distributed
     from vtde_bench.progress import NullProgress

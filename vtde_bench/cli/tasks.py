@@ -14,7 +14,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from vtde_bench import report
+    from vtde_bench.render import console as report
     from vtde_bench.tasks import groups, load_card, registry
 
     rows = []

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from vtde_bench.data import TaskData
-    from vtde_bench.embed import ImageEmbeddings
+    from vtde_bench.embedding import ImageEmbeddings
     from vtde_bench.evaluators import Context, Scores
-    from vtde_bench.models import Embedder
+    from vtde_bench.encoders.base import Embedder
     from vtde_bench.spec import Card, TaskSpec
 
 ENTRY_POINTS = "vtde_bench.kinds"

@@ -293,7 +293,7 @@ def load_flax_processor(folder: str | Path) -> Any:
             processor = VisionTextDualEncoderProcessor(image_processor=image_processor, tokenizer=tokenizer)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{folder}: no image processor and tokenizer could be loaded ({_why(e)}); {_tokenizer_hint(raw)}") from None
-    from vtde_bench.models import check_processor
+    from vtde_bench.encoders.hf import check_processor
 
     check_processor(processor, str(folder), _tokenizer_hint(raw))
     return processor
@@ -321,7 +321,7 @@ def convert(folder: str | Path, out: str | Path, *, overwrite: bool = False) -> 
         raise UserError(f"--to {out} is the source folder; give a new folder")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--to {out} exists; give a new folder or pass --overwrite")
-    from vtde_bench.models import save_pretrained_atomically
+    from vtde_bench.encoders.save import save_pretrained_atomically
 
     model, processor = load_flax_model(folder), load_flax_processor(folder)
     try:

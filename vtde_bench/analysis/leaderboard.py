@@ -1,4 +1,5 @@
-"""The leaderboard: a models × tasks table of main scores, averages and ranks. Pure: builds and renders, never prints.
+"""The leaderboard: a models × tasks table of main scores, averages and ranks. Pure: builds, never prints
+(`render.leaderboard` and `render.html` draw it).
 
 Rules:
 - A cell is the task's main metric (a fraction). Rows are ranked and averaged over one fixed task
@@ -12,21 +13,17 @@ Rules:
 - Published and CLIP_benchmark rows are labelled by source and sorted by score with the rest, but
   take no rank: ranks compare only our own full runs, made with one protocol. Their tasks are cut
   to the columns of the results given, so they add context, not columns.
-
-JSON, CSV and the DataFrame hold fractions; markdown (and the rich table and HTML) show percent.
 """
 
 from __future__ import annotations
 
-import io
-import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Hashable, Sequence
+from typing import TYPE_CHECKING, Hashable, Sequence
 
-from vtde_bench.results import OURS, PUBLISHED, ScoreRow
 from vtde_bench.errors import UserError
 from vtde_bench.kinds import all_kinds, find_kind
+from vtde_bench.results import OURS, PUBLISHED, ScoreRow
 
 if TYPE_CHECKING:
     from vtde_bench.tasks import Group
@@ -217,110 +214,3 @@ def build(records: Sequence[ScoreRow], *, group: "Group | None" = None) -> Leade
             rank, previous = position, row.average
         row.rank = rank
     return Leaderboard(columns, ranked + flagged)
-
-
-# ----------------------------------------------------------------------------- renderers
-
-
-def type_label(kind: str) -> str:
-    definition = find_kind(kind)
-    return f"{definition.short if definition is not None else kind} avg"
-
-
-def to_frame(board: Leaderboard):
-    """A DataFrame, one row per leaderboard row; fractions. `section` is "main" (ranked runs and labelled
-    published/imported rows, which have no rank) or "flagged" (never ranked; `flags` says why)."""
-    import pandas as pd
-
-    records = []
-    for row in board.rows:
-        item: dict[str, Any] = {"section": "flagged" if row.flagged else "main", "rank": row.rank, "model": row.model,
-                                "source": row.source, "model_path": row.model_path}
-        item.update({c.task: row.scores.get(c.task) for c in board.columns})
-        item.update({type_label(k): row.averages.get(k) for k in board.task_types})
-        item["average"] = row.average
-        item["flags"] = "; ".join(row.flags)
-        records.append(item)
-    frame = pd.DataFrame(records, columns=["section", "rank", "model", "source", "model_path", *[c.task for c in board.columns],
-                                           *[type_label(k) for k in board.task_types], "average", "flags"])
-    frame["rank"] = frame["rank"].astype("Int64")
-    return frame
-
-
-def to_csv(board: Leaderboard) -> str:
-    """CSV of `to_frame` (fractions; empty cells for missing values)."""
-    buffer = io.StringIO()
-    to_frame(board).to_csv(buffer, index=False)
-    return buffer.getvalue()
-
-
-def to_json(board: Leaderboard) -> str:
-    """JSON with `units: "fractions"`, the task columns and every row with its scores, intervals, averages and flags."""
-    data = {
-        "units": "fractions",
-        "tasks": [{"name": c.task, "type": c.task_type, "main_metric": c.main_metric} for c in board.columns],
-        "rows": [
-            {"section": "flagged" if r.flagged else "main", "rank": r.rank, "model": r.model, "source": r.source,
-             "model_path": r.model_path, "scores": r.scores, "intervals": {t: list(v) for t, v in r.intervals.items()},
-             "averages": r.averages, "average": r.average, "flags": r.flags, "missing": r.missing}
-            for r in board.rows
-        ],
-    }
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-
-
-def percent_cell(value: float | None, interval: tuple[float, float] | None = None) -> str:
-    """A score in percent with two decimals, and ± half the 95% interval's width in points when known."""
-    if value is None:
-        return ""
-    text = f"{100 * value:.2f}"
-    return text + (f" ±{50 * (interval[1] - interval[0]):.1f}" if interval else "")
-
-
-def header(board: Leaderboard) -> list[str]:
-    """Column titles shared by the markdown, rich and HTML tables."""
-    return ["rank", "model", "source", *[c.task for c in board.columns], *[type_label(k) for k in board.task_types], "average"]
-
-
-def cells(board: Leaderboard, row: Row) -> list[str]:
-    """One row's cells under `header`, in percent."""
-    return [
-        "" if row.rank is None else str(row.rank), row.model, row.source,
-        *[percent_cell(row.scores.get(c.task), row.intervals.get(c.task)) for c in board.columns],
-        *[percent_cell(row.averages.get(k)) for k in board.task_types], percent_cell(row.average),
-    ]
-
-
-TEXT_COLUMNS = frozenset({"model", "source", "why not ranked"})  # left-aligned; every other column is a number
-
-
-def section(board: Leaderboard, rows: list[Row], *, flagged: bool) -> tuple[list[str], list[list[str]]]:
-    """Titles and cells of the ranked table, or of the flagged one (no rank; a "why not ranked" column)."""
-    if not flagged:
-        return header(board), [cells(board, r) for r in rows]
-    return [*header(board)[1:], "why not ranked"], [[*cells(board, r)[1:], "; ".join(r.flags)] for r in rows]
-
-
-def _markdown_table(titles: list[str], lines: list[list[str]]) -> str:
-    def escape(text: str) -> str:
-        return text.replace("|", "\\|")
-
-    align = ["---" if t in TEXT_COLUMNS else "---:" for t in titles]
-    out = ["| " + " | ".join(titles) + " |", "| " + " | ".join(align) + " |"]
-    out += ["| " + " | ".join(escape(c) for c in line) + " |" for line in lines]
-    return "\n".join(out)
-
-
-def to_markdown(board: Leaderboard) -> str:
-    """Markdown: the ranked table, then the flagged rows with their reasons; scores in percent."""
-    main = ", ".join(f"{c.task}: {c.main_metric}" for c in board.columns)
-    parts = ["## vtde-bench leaderboard", "",
-             f"Main scores in percent (± half the 95% bootstrap interval); {main}. "
-             "Published and imported rows are labelled by source and not ranked.", "",
-             _markdown_table(*section(board, board.ranked, flagged=False))]
-    if board.flagged:
-        parts += ["", "### Flagged, not ranked", "",
-                  "Run with `--limit`, on a task version or dataset other than the rest, or missing tasks of the ranked set: "
-                  "not comparable with the table above.", "",
-                  _markdown_table(*section(board, board.flagged, flagged=True))]
-    return "\n".join(parts) + "\n"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 from html import escape
 
-from vtde_bench.leaderboard import TEXT_COLUMNS, Column, Leaderboard, Row, section
+from vtde_bench.analysis.leaderboard import Column, Leaderboard, Row
+from vtde_bench.render.leaderboard import TEXT_COLUMNS, section
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1f2328; }

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
-from vtde_bench.tasks import Task
+from vtde_bench.spec import TaskSpec as Task
 
 MIRROR_ENV = "VTDE_BENCH_HUB_MIRROR"
 WDS_ROOT_FILES = ("classnames.txt", "zeroshot_classification_templates.txt", "dataset_type.txt")

@@ -137,11 +137,6 @@ def _kind(task: str, record: TaskResult) -> Kind:
     return kind
 
 
-def interval_text(interval: tuple[float, float] | None) -> str:
-    """A paired interval in points as `[low, high]`, or "" when there is none."""
-    return "" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
-
-
 def _verdict(delta_points: float, tolerance: float, paired: tuple[float, float] | None, *, higher_is_better: bool = True) -> str:
     """The verdict on candidate − baseline (points), for a metric whose kind says which way is better."""
     if not higher_is_better:  # a drop is an improvement: judge the gain instead

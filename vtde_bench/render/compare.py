@@ -8,7 +8,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from vtde_bench.compare import NOT_SIGNIFICANT, Comparison, MetricComparison, interval_text
+from vtde_bench.analysis.compare import NOT_SIGNIFICANT, Comparison, MetricComparison
 from vtde_bench.files import atomic_write
 
 
@@ -78,3 +78,8 @@ def write_markdown(comparison: Comparison, path: str | Path) -> Path:
     data = markdown(comparison).encode("utf-8")
     atomic_write(Path(path), lambda f: f.write(data), where="--markdown path")
     return Path(path)
+
+
+def interval_text(interval: tuple[float, float] | None) -> str:
+    """A paired interval in points as `[low, high]`, or "" when there is none."""
+    return "" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"

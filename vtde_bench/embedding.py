@@ -28,7 +28,7 @@ from vtde_bench.cache import CacheEntry, Chunk
 from vtde_bench.data import TaskData
 from vtde_bench.dist import Shard
 from vtde_bench.errors import Interrupted, UserError
-from vtde_bench.models import Embedder
+from vtde_bench.encoders.base import Embedder
 from vtde_bench.progress import NullProgress, Progress
 
 _BUFFER = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")

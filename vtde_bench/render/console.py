@@ -14,7 +14,7 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from vtde_bench.leaderboard import percent_cell as percent  # one format for every table: 12.34 ±0.5
+from vtde_bench.render.leaderboard import percent_cell as percent  # one format for every table: 12.34 ±0.5
 
 # Files, pipes, logs and CI consoles are not terminals: no width limit there (rich would wrap them at 80
 # columns); in a terminal, tables take the shape that fits it (`Fitted`).
@@ -251,8 +251,8 @@ def error(message: str) -> None:
 
 
 def leaderboard_tables(board) -> list[Fitted]:
-    """The leaderboard (a `vtde_bench.leaderboard.Leaderboard`) as tables, in percent: ranked, then flagged."""
-    from vtde_bench.leaderboard import TEXT_COLUMNS, section
+    """The leaderboard (a `vtde_bench.analysis.leaderboard.Leaderboard`) as tables, in percent: ranked, then flagged."""
+    from vtde_bench.render.leaderboard import TEXT_COLUMNS, section
 
     styles = {"published": "dim italic", "clip_benchmark": "dim italic"}
     tables = []
@@ -292,7 +292,7 @@ def print_written(path) -> None:
 
 def comparison_table(comparison) -> Fitted:
     """A `vtde_bench.compare.Comparison` as a table: scores in percent, delta and paired interval in points."""
-    from vtde_bench.compare import interval_text
+    from vtde_bench.render.compare import interval_text
 
     colours = {"regressed": "bold red", "improved": "green", "not significant": "yellow", "ok": ""}
     names = ("task", "metric", "baseline (%)", "candidate (%)", "Δ (points)", "paired 95% (points)", "verdict")

@@ -1,4 +1,5 @@
-"""Where a `--model` argument points: a local checkpoint folder (checked) or a hub id.
+"""Where a `--model` argument points: a local checkpoint folder (checked), a hub id, or the hub cache
+when the hub cannot be reached.
 
 Light on purpose (no torch, no transformers), so that a mistyped path fails in
 a fraction of a second, before the heavy libraries load.

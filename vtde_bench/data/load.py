@@ -1,0 +1,120 @@
+"""Loading a task's rows from its source, or from a local copy, into one canonical `TaskData`.
+
+Every layout goes through `datasets`: a hub id at a pinned revision, a `save_to_disk` folder
+("arrow"), parquet files, webdataset shards in the CLIP_benchmark layout, and an imagefolder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vtde_bench.data.layouts import local_layout, read_dataset
+from vtde_bench.data.rows import TaskData, content_fingerprint
+from vtde_bench.data.targets import (captions_of, check_columns, column, columns_for, imagefolder_labels, labels_of,
+                                     needs_labels, row_keys)
+from vtde_bench.errors import UserError
+from vtde_bench.progress import NullProgress, Progress
+from vtde_bench.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from vtde_bench.cache import EmbeddingCache
+
+
+def load_task_data(
+    task: TaskSpec, *, data_dir: str | Path | None = None, limit: int | None = None, progress: Progress | None = None,
+    cache: "EmbeddingCache | None" = None,
+) -> TaskData:
+    """Load a task's rows from its source, or from `data_dir/<task name>/` when given.
+
+    `limit` keeps the first N rows in source order (for retrieval, N images with
+    all their captions). `cache` keeps the image hashes of the fingerprint
+    (`TaskData.image_hashes`).
+
+    Raises:
+        UserError: missing data, a layout that cannot be told apart, a missing split
+            or column, labels out of range, captions that are not text, a row count
+            that differs from the card's.
+    """
+    import datasets
+
+    progress = progress or NullProgress()
+    src = task.source
+    folder: Path | None = None
+    if data_dir is not None and (Path(data_dir) / task.name).exists():
+        folder = Path(data_dir) / task.name
+        layout = local_layout(folder)
+    elif src.path is not None:
+        folder = src.path
+        layout = local_layout(folder, src.format)
+    elif data_dir is not None:
+        raise UserError(
+            f"task {task.name}: no local copy at {Path(data_dir) / task.name}; "
+            f"run 'vtde-bench download --tasks {task.name} --to {data_dir}' or drop --data-dir"
+        )
+    else:
+        layout = "hub"
+
+    dataset, layout = read_dataset(task, layout, folder)
+
+    where = str(folder) if folder is not None else src.describe()
+    if len(dataset) == 0:
+        raise UserError(f"task {task.name}: the dataset at {where} is empty")
+    if len(dataset) != src.num_samples:  # before --limit: a partial copy is an error, not a smaller task
+        raise UserError(
+            f"task {task.name}: {where} has {len(dataset)} rows in split '{src.split}' but the card expects "
+            f"{src.num_samples}; use the complete copy or fix source.num_samples"
+        )
+    if folder is not None:
+        check_local_classnames(task, folder, progress)
+    if limit is not None:
+        if limit < 1:
+            raise UserError("--limit must be a positive number of rows")
+        dataset = dataset.select(range(min(limit, len(dataset))))
+
+    columns = columns_for(task, layout, dataset)
+    check_columns(task, dataset, columns, where)
+    for name in columns.images:
+        feature = dataset.features.get(name)
+        if isinstance(feature, datasets.Image) and feature.decode:
+            dataset = dataset.cast_column(name, datasets.Image(decode=False))
+    keys = row_keys(dataset, columns, layout, folder)
+
+    data = TaskData(dataset=dataset, image_columns=columns.images, keys=keys, layout=layout, location=where)
+    if needs_labels(task):
+        if layout == "imagefolder":
+            data.labels = labels_of(task, imagefolder_labels(task, dataset), keys)  # folder numbers get the range check too
+        else:
+            data.labels = labels_of(task, column(dataset, columns.target), keys)
+        targets: list[Any] = data.labels
+    else:
+        data.captions = captions_of(task, column(dataset, columns.target), keys, columns.captions_are_lines)
+        data.blank_captions = sum(not c.strip() for caps in data.captions for c in caps)
+        targets = data.captions
+        total = sum(len(c) for c in data.captions)
+        if limit is None and src.num_captions is not None and total != src.num_captions:
+            raise UserError(
+                f"task {task.name}: {where} has {total} captions but the card expects {src.num_captions}; "
+                "use the complete copy or fix source.num_captions"
+            )
+
+    hashes = data.image_sha256 = data.image_hashes(cache, progress, f"Fingerprinting {task.name}")
+    data.fingerprint = content_fingerprint(hashes, targets)
+    data.order_fingerprint = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+    return data
+
+
+def check_local_classnames(task: TaskSpec, folder: Path, progress: Progress) -> None:
+    """A CLIP_benchmark copy carries its own classnames.txt: the card's win, but they must agree in number."""
+    path = folder / "classnames.txt"
+    if not needs_labels(task) or not path.is_file():
+        return
+    theirs = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(theirs) != len(task.classnames):
+        raise UserError(
+            f"task {task.name}: {path} lists {len(theirs)} classes but the card has {len(task.classnames)}; "
+            "this copy is of another dataset or version"
+        )
+    if tuple(theirs) != task.classnames:
+        progress.note(f"{task.name}: {path} words some class names differently; using the card's class names")

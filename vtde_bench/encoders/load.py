@@ -1,0 +1,140 @@
+"""Loading a dual encoder: a `save_pretrained` folder, a Flax-only folder, a hub id (or the hub cache when the
+hub cannot be reached), or an object handed to the API; and saving one whole or not at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vtde_bench.encoders.base import DualEncoder, ModelInfo
+from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder
+from vtde_bench.encoders.custom import ProtocolEncoder
+from vtde_bench.encoders.hf import HFDualEncoder, check_dual_encoder
+from vtde_bench.errors import UserError
+
+
+def as_dual_encoder(model: Any, *, processor: Any = None, device: str = "auto", precision: str = "auto") -> Any:
+    """Turn what a user hands the API into something the embedding loop can drive.
+
+    Accepts a loaded adapter, a transformers model (with `processor`, or one saved
+    beside it at `model.name_or_path`), or any object with `encode_images` /
+    `encode_texts`.
+    """
+    if isinstance(model, (HFDualEncoder, ProtocolEncoder)):
+        return model
+    if callable(getattr(model, "get_image_features", None)):
+        if processor is None:
+            from transformers import AutoProcessor
+
+            try:
+                processor = AutoProcessor.from_pretrained(model.name_or_path)
+            except (OSError, ValueError, TypeError) as e:
+                raise UserError(f"pass processor= for this {type(model).__name__}: none could be loaded ({_first_line(e)})") from None
+        info = ModelInfo(path=str(getattr(model, "name_or_path", "") or type(model).__name__))
+        return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
+    if isinstance(model, DualEncoder):
+        return ProtocolEncoder(model)
+    raise UserError(
+        f"cannot evaluate a {type(model).__name__}: give a checkpoint path, a transformers dual encoder "
+        "with its processor, or an object with encode_images and encode_texts"
+    )
+
+def load_model(
+    path: str | Path,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    device: str = "auto",
+    precision: str = "auto",
+) -> HFDualEncoder:
+    """Load a dual encoder and its processor from a `save_pretrained` folder or a hub id.
+
+    Raises:
+        UserError: the path is missing or not a folder, has no config.json, is not a
+            dual encoder, or its weights do not load.
+    """
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    path = str(path)
+    folder = local_model_folder(path, revision)
+    local = folder is not None
+    if folder is not None:
+        path = str(folder)
+        # ---- Flax-only folders: transformers 5 cannot load them, so vtde_bench.flax converts in memory.
+        from vtde_bench.encoders import flax as flax_checkpoint
+
+        if flax_checkpoint.is_flax_only(folder):
+            model = flax_checkpoint.load_flax_model(folder)
+            processor = flax_checkpoint.load_flax_processor(folder)
+            info = ModelInfo(path=path, is_local=True, extra={"weights_format": "flax"})
+            return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
+        # ---- end of the Flax branch
+    hub_args: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if not local and hub_model_from_cache(path, revision):
+        hub_args["local_files_only"] = True  # the hub cannot be reached: no minute of retries before the cache
+    try:
+        config = AutoConfig.from_pretrained(path, **hub_args)
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise UserError(f"{path} needs its own code to load; rerun with --trust-remote-code if you trust it") from None
+        raise UserError(f"{path}: config.json is not a model config transformers knows ({_first_line(e)})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot load the config ({_first_line(e)}); check the id, --revision and your network") from None
+    try:
+        model, loading = AutoModel.from_pretrained(path, config=config, output_loading_info=True, **hub_args)
+    except Exception as e:  # noqa: BLE001 - safetensors, torch and transformers each raise their own types
+        raise UserError(f"{path}: the weights failed to load ({_first_line(e)}); check the checkpoint files") from None
+    # transformers fills weights missing from the checkpoint with random values and only logs it.
+    missing = sorted(map(str, loading.get("missing_keys") or ()))
+    if missing:
+        raise UserError(
+            f"{path}: the checkpoint lacks {len(missing)} weight(s) the model needs (e.g. {missing[0]}), which would be "
+            "randomly initialised; give the complete checkpoint"
+        )
+    check_dual_encoder(model, path)
+    try:
+        processor = AutoProcessor.from_pretrained(path, **hub_args)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if "trust_remote_code" in str(e):  # a tokenizer or processor with an auto_map to code in the folder
+            raise UserError(f"{path}: its tokenizer or processor needs its own code to load; rerun with --trust-remote-code if you trust it") from None
+        raise UserError(
+            f"{path}: no image processor and tokenizer could be loaded ({_first_line(e)}); save the processor with the model"
+        ) from None
+    info = ModelInfo(
+        path=path,
+        revision=revision,
+        resolved_commit=getattr(config, "_commit_hash", None),
+        is_local=local,
+    )
+    return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
+
+def save_pretrained_atomically(model: Any, processor: Any, out_dir: str | Path) -> Path:
+    """Save a model and its processor into a sibling temp folder, then swap it in: `out_dir` is never half written.
+
+    An existing `out_dir` is replaced (moved aside first, then removed).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / "model")
+            os.replace(staging, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

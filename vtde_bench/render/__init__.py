@@ -1,0 +1,1 @@
+"""Every format of every object vtde-bench shows or writes: the console (`console`, the only code that prints), leaderboard formats (`leaderboard`, `html`) and the regression gate's reports (`compare`)."""
