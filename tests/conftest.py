@@ -24,7 +24,6 @@ import pytest  # noqa: E402
 
 import helpers  # noqa: E402
 
-COLOURS = ("red", "green", "blue", "yellow", "black", "white")
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +50,24 @@ def tiny_siglip(models_dir) -> Path:
 @pytest.fixture(scope="session")
 def colour_rows():
     """23 classification rows over six colour classes (not divisible by batch sizes on purpose)."""
-    return helpers.classification_rows(23, COLOURS, seed=1)
+    return helpers.classification_rows(23, helpers.COLOUR_NAMES, seed=1)
 
 
 @pytest.fixture(scope="session")
 def caption_rows():
     """11 retrieval rows with 1 to 6 captions each."""
     return helpers.retrieval_rows(11, seed=2)
+
+
+@pytest.fixture(scope="session")
+def cards(tmp_path_factory, colour_rows, caption_rows) -> tuple[str, str]:
+    """The two small tasks most tests run: colours (classification, parquet) and captions (retrieval, webdataset).
+    Written once; a test that edits a card writes its own with `helpers.write_colour_cards` or `helpers.colour_card`."""
+    return tuple(str(c) for c in helpers.write_colour_cards(tmp_path_factory.mktemp("colour-cards"), colour_rows, caption_rows,
+                                                          helpers.COLOUR_NAMES))
+
+
+@pytest.fixture
+def card(tmp_path, colour_rows) -> Path:
+    """The colours classification task alone, in this test's own folder."""
+    return helpers.colour_card(tmp_path, colour_rows)

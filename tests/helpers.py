@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
+
+from vtde_bench import results
+from vtde_bench.results import DatasetRecord, ModelRecord, RunRecord, TaskRecord, TaskResult
 
 WORDS = (
     "a an the of photo picture image small big large red green blue yellow black white "
@@ -30,6 +34,7 @@ COLOURS = {
     "black": (10, 10, 10),
     "white": (245, 245, 245),
 }
+COLOUR_NAMES = tuple(COLOURS)  # the classes of the colour tasks, in label order
 
 
 # ----------------------------------------------------------------------------- tokenizers
@@ -195,9 +200,9 @@ def write_parquet(folder: Path, split: str, rows, *, kind: str, classnames: Sequ
     """The hub parquet layout: `[config/]<split>-00000-of-00001.parquet` with `datasets` features."""
     import datasets
 
-    target_column = target_column or ("label" if kind == "classification" else "captions")
+    target_column = target_column or ("label" if kind == "zeroshot_classification" else "captions")
     images = [{"bytes": b, "path": None} for b, _ in rows]
-    if kind == "classification":
+    if kind == "zeroshot_classification":
         features = datasets.Features({image_column: datasets.Image(), target_column: datasets.ClassLabel(names=list(classnames))})
     else:
         features = datasets.Features({image_column: datasets.Image(), target_column: datasets.Sequence(datasets.Value("string"))})
@@ -231,14 +236,14 @@ def write_webdataset(folder: Path, split: str, rows, *, kind: str, classnames: S
         with tarfile.open(folder / split / f"{s}.tar", "w") as tar:
             for j, (image, target) in enumerate(shard):
                 key = f"s{j if keys_per_shard else s * shard_size + j:07d}"
-                payload = str(target).encode() if kind == "classification" else "\n".join(target).encode()
-                for name, data in ((f"{key}.{ext}", image), (f"{key}.{'cls' if kind == 'classification' else 'txt'}", payload)):
+                payload = str(target).encode() if kind == "zeroshot_classification" else "\n".join(target).encode()
+                for name, data in ((f"{key}.{ext}", image), (f"{key}.{'cls' if kind == 'zeroshot_classification' else 'txt'}", payload)):
                     info = tarfile.TarInfo(name)
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))
     (folder / split / "nshards.txt").write_text(f"{len(shards)}\n")
-    (folder / "dataset_type.txt").write_text("zeroshot_classification\n" if kind == "classification" else "retrieval\n")
-    if kind == "classification":
+    (folder / "dataset_type.txt").write_text(f"{kind}\n")
+    if kind == "zeroshot_classification":
         (folder / "classnames.txt").write_text("\n".join(classnames) + "\n")
         (folder / "zeroshot_classification_templates.txt").write_text("a photo of a {c}.\n")
     return folder
@@ -257,10 +262,10 @@ def write_card(path: Path, *, name: str, kind: str, source: dict, classnames: Se
                templates: Sequence[str] = ("a photo of a {c}.", "a picture of the {c}.")) -> Path:
     """A task card, with its class-name and template files beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f'name = "{name}"', f'type = "{"zeroshot_classification" if kind == "classification" else "retrieval"}"', "version = 1", "", "[source]"]
+    lines = [f'name = "{name}"', f'type = "{kind}"', "version = 1", "", "[source]"]
     for key, value in source.items():
         lines.append(f"{key} = {json.dumps(value) if isinstance(value, str) else value}")
-    if kind == "classification":
+    if kind == "zeroshot_classification":
         (path.parent / f"{name}_classnames.txt").write_text("\n".join(classnames) + "\n")
         (path.parent / f"{name}_templates.txt").write_text("\n".join(templates) + "\n")
         lines += ["", "[prompts]", f'classnames = "{name}_classnames.txt"', f'templates = "{name}_templates.txt"']
@@ -273,19 +278,97 @@ def colour_card(folder: Path, rows, *, name: str = "colours", classnames: Sequen
     """A classification card over `rows`, written beside it in `layout` (parquet or arrow)."""
     data = folder / f"{name}-data"
     if layout == "parquet":
-        write_parquet(data, "test", rows, kind="classification", classnames=classnames)
+        write_parquet(data, "test", rows, kind="zeroshot_classification", classnames=classnames)
     else:
-        write_arrow(data, "test", rows, kind="classification", classnames=classnames)
+        write_arrow(data, "test", rows, kind="zeroshot_classification", classnames=classnames)
     source = {"path": data.name, "split": "test", "num_samples": len(rows), **source}
-    return write_card(folder / f"{name}.toml", name=name, kind="classification", source=source, classnames=classnames)
+    return write_card(folder / f"{name}.toml", name=name, kind="zeroshot_classification", source=source, classnames=classnames)
 
 
 def write_colour_cards(root: Path, colour_rows, caption_rows, classnames: Sequence[str]) -> tuple[Path, Path]:
     """The two small tasks most tests use: colours (classification, parquet) and captions (retrieval, webdataset)."""
-    write_parquet(root / "data" / "colours", "test", colour_rows, kind="classification", classnames=classnames)
+    write_parquet(root / "data" / "colours", "test", colour_rows, kind="zeroshot_classification", classnames=classnames)
     write_webdataset(root / "data" / "captions", "test", caption_rows, kind="retrieval")
-    cls = write_card(root / "cards" / "colours.toml", name="colours", kind="classification",
+    cls = write_card(root / "cards" / "colours.toml", name="colours", kind="zeroshot_classification",
                      source={"path": "../data/colours", "split": "test", "num_samples": len(colour_rows)}, classnames=classnames)
     ret = write_card(root / "cards" / "captions.toml", name="captions", kind="retrieval",
                      source={"path": "../data/captions", "split": "test", "num_samples": len(caption_rows)})
     return cls, ret
+
+
+# ----------------------------------------------------------------------------- a model whose answers are known
+
+
+class ColourModel:
+    """One-hot colour embeddings: an image embeds as the one-hot of its nearest colour, a text as the one-hot of
+    the colour word it holds. `swap` makes it see one colour as another."""
+
+    PALETTE = np.array([COLOURS[c] for c in COLOUR_NAMES], dtype=float)
+
+    def __init__(self, swap: dict[str, str] | None = None):
+        self.swap = swap or {}
+
+    def encode_images(self, images):
+        out = torch.zeros(len(images), len(COLOUR_NAMES))
+        for i, image in enumerate(images):
+            mean = np.asarray(image, dtype=float).reshape(-1, 3).mean(0)
+            colour = COLOUR_NAMES[int(np.argmin(((self.PALETTE - mean) ** 2).sum(1)))]
+            out[i, COLOUR_NAMES.index(self.swap.get(colour, colour))] = 1
+        return out
+
+    def encode_texts(self, texts):
+        out = torch.full((len(texts), len(COLOUR_NAMES)), 0.01)
+        for i, text in enumerate(texts):
+            for j, colour in enumerate(COLOUR_NAMES):
+                if colour in text.replace(".", " ").split():
+                    out[i, j] = 1
+        return out
+
+
+# ----------------------------------------------------------------------------- results written as `run` writes them
+# Real runs with tiny models show the pipeline end to end; these make cases of a known size (a regression of so
+# many points, a limited run, another dataset fingerprint) without a model.
+
+FINGERPRINT = "d" * 64
+
+
+def classification_samples(correct: np.ndarray, *, num_classes: int = 10, seed: int = 0) -> pd.DataFrame:
+    """A per-sample table like the classification evaluator's: rank 1 where `correct`, else rank 2..num_classes."""
+    rng = np.random.default_rng(seed)
+    n = len(correct)
+    labels = np.arange(n) % num_classes
+    ranks = np.where(correct, 1, rng.integers(2, num_classes + 1, size=n))
+    top5 = [[int(label)] + [int((label + j) % num_classes) for j in range(1, 5)] for label in labels]
+    return pd.DataFrame({"key": [f"{i:05d}" for i in range(n)], "label": labels, "rank": ranks, "top5": top5})
+
+
+def classification_metrics(samples: pd.DataFrame, num_classes: int) -> dict[str, float]:
+    top1 = samples["rank"] <= 1
+    return {"acc1": float(top1.mean()), "acc5": float((samples["rank"] <= 5).mean()),
+            "mean_per_class_recall": float(top1.groupby(samples["label"]).mean().mean())}
+
+
+def write_result(
+    out: Path, *, slug: str, task: str, metrics: dict[str, float] | None = None, samples: pd.DataFrame | None = None,
+    kind: str = "zeroshot_classification", main_metric: str | None = None, version: int = 1,
+    fingerprint: str = FINGERPRINT, limit: int | None = None, intervals: dict[str, list[float]] | None = None,
+    num_classes: int = 10,
+) -> Path:
+    """Write one result (and its per-sample file when `samples` is given) under `out/<slug>/`; returns the JSON path."""
+    if metrics is None:
+        assert samples is not None
+        metrics = classification_metrics(samples, num_classes)
+    main_metric = main_metric or ("acc1" if kind == "zeroshot_classification" else "mean_recall@1")
+    per_class = {f"class{i}": 0.5 for i in range(num_classes)} if kind == "zeroshot_classification" else None
+    result = TaskResult(
+        task=TaskRecord(name=task, version=version, type=kind, main_metric=main_metric),
+        model=ModelRecord(path=f"/models/{slug}", slug=slug, weights_fingerprint=slug.ljust(64, "0"), num_parameters=1,
+                          embedding_dim=16, model_type="synthetic"),
+        dataset=DatasetRecord(source="synthetic", split="test", layout="parquet", location="-", fingerprint=fingerprint,
+                              num_images=0 if samples is None else len(samples), num_texts=num_classes),
+        metrics=metrics, main_score=metrics[main_metric], per_class_recall=per_class,
+        intervals={k: tuple(v) for k, v in (intervals or {}).items()},
+        run=RunRecord(precision="fp32", device="cpu", batch_size=64, workers=0, limit=limit, date="2026-01-01T00:00:00+00:00"),
+        samples=samples,
+    )
+    return results.write_result(result, out)

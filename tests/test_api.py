@@ -9,19 +9,12 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-import helpers
-from conftest import COLOURS
 from vtde_bench import RunOptions, UserError, evaluate
 from vtde_bench.cli import main
 
 TASKS = ("colours", "captions")
 
 
-@pytest.fixture(scope="module")
-def cards(tmp_path_factory, colour_rows, caption_rows) -> list[str]:
-    """A classification card over parquet and a retrieval card over webdataset shards."""
-    root = tmp_path_factory.mktemp("api-cards")
-    return [str(card) for card in helpers.write_colour_cards(root, colour_rows, caption_rows, COLOURS)]
 
 
 @pytest.fixture(scope="module")

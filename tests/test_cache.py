@@ -15,14 +15,10 @@ import pandas as pd
 import pytest
 import torch
 
-import helpers
 from vtde_bench.cache import Chunk, EmbeddingCache
 from vtde_bench.cli import main
 
 
-@pytest.fixture
-def card(tmp_path, colour_rows):
-    return helpers.colour_card(tmp_path, colour_rows)
 
 
 def run(model, card, out, cache, *extra):
@@ -127,7 +123,7 @@ def test_cache_clear_recognises_a_cache_written_before_the_marker(tmp_path):
 SLOW_RUN = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
-    from test_known_answers import ColourModel
+    from helpers import ColourModel
     from vtde_bench import RunOptions, evaluate
 
     class Slow(ColourModel):

@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import helpers
-from conftest import COLOURS
+from helpers import COLOUR_NAMES
 from vtde_bench.cli import main
 
 
-@pytest.fixture
-def cards(tmp_path, colour_rows, caption_rows):
-    """A classification card over parquet and a retrieval card over CLIP_benchmark webdataset shards."""
-    return helpers.write_colour_cards(tmp_path, colour_rows, caption_rows, COLOURS)
 
 
 def run(*args: str) -> int:
@@ -35,11 +32,11 @@ def test_run_writes_results_and_samples(fixture, request, cards, tmp_path, capsy
 
     cls = json.loads((folder / "colours.json").read_text())
     assert cls["schema_version"] == 2
-    assert cls["task"] == {"name": "colours", "version": 1, "type": "zeroshot_classification", "main_metric": "acc1", "card": str(cards[0].resolve())}
+    assert cls["task"] == {"name": "colours", "version": 1, "type": "zeroshot_classification", "main_metric": "acc1", "card": str(Path(cards[0]).resolve())}
     assert set(cls["metrics"]) == {"acc1", "acc5", "mean_per_class_recall"}
     assert all(0.0 <= v <= 1.0 for v in cls["metrics"].values())
     assert cls["main_score"] == cls["metrics"]["acc1"]
-    assert set(cls["per_class_recall"]) == set(COLOURS)
+    assert set(cls["per_class_recall"]) == set(COLOUR_NAMES)
     assert cls["dataset"]["num_images"] == len(colour_rows) and cls["dataset"]["layout"] == "parquet"
     assert len(cls["dataset"]["fingerprint"]) == 64 and len(cls["model"]["weights_fingerprint"]) == 64
     assert cls["model"]["num_parameters"] > 0 and cls["model"]["embedding_dim"] == (32 if fixture == "tiny_siglip" else 16)
@@ -116,10 +113,10 @@ def test_workers_give_the_same_result_as_inline(tiny_vtde, cards, tmp_path):
 
 def test_data_dir_reads_local_copy(tiny_vtde, tmp_path, colour_rows):
     """`--data-dir DIR` makes task T read DIR/T/, here an imagefolder copy of a hub-sourced card."""
-    card = helpers.write_card(tmp_path / "cards" / "colours.toml", name="colours", kind="classification",
+    card = helpers.write_card(tmp_path / "cards" / "colours.toml", name="colours", kind="zeroshot_classification",
                               source={"hub": "someone/colours", "revision": "0" * 40, "split": "test", "num_samples": len(colour_rows)},
-                              classnames=COLOURS)
-    helpers.write_imagefolder(tmp_path / "local" / "colours", "test", colour_rows, classnames=COLOURS)
+                              classnames=COLOUR_NAMES)
+    helpers.write_imagefolder(tmp_path / "local" / "colours", "test", colour_rows, classnames=COLOUR_NAMES)
     out = tmp_path / "results"
     assert run("--model", str(tiny_vtde), "--tasks", str(card), "--data-dir", str(tmp_path / "local"), "--output-dir", str(out)) == 0
     result = json.loads(next(out.glob("*/colours.json")).read_text())
@@ -129,9 +126,9 @@ def test_data_dir_reads_local_copy(tiny_vtde, tmp_path, colour_rows):
 def test_corrupt_image_stops_with_its_key_or_is_skipped(tiny_vtde, tmp_path, colour_rows, capsys):
     rows = list(colour_rows)
     rows[3] = (b"\x89PNG\r\n\x1a\n broken", rows[3][1])
-    helpers.write_parquet(tmp_path / "data", "test", rows, kind="classification", classnames=COLOURS)
-    card = helpers.write_card(tmp_path / "bad.toml", name="bad", kind="classification",
-                              source={"path": "data", "split": "test", "num_samples": len(rows)}, classnames=COLOURS)
+    helpers.write_parquet(tmp_path / "data", "test", rows, kind="zeroshot_classification", classnames=COLOUR_NAMES)
+    card = helpers.write_card(tmp_path / "bad.toml", name="bad", kind="zeroshot_classification",
+                              source={"path": "data", "split": "test", "num_samples": len(rows)}, classnames=COLOUR_NAMES)
     out = tmp_path / "results"
     assert run("--model", str(tiny_vtde), "--tasks", str(card), "--output-dir", str(out)) == 2
     err = capsys.readouterr().err

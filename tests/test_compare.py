@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 import helpers
-from conftest import COLOURS
-from result_factory import classification_samples, write_result
+from helpers import COLOUR_NAMES
+from helpers import classification_samples, write_result
 from vtde_bench.cli import main
 from vtde_bench.analysis.compare import NOT_SIGNIFICANT, REGRESSED, compare
 
@@ -22,10 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 N = 200  # images in the synthetic task
 
 
-@pytest.fixture(scope="module")
-def cards(tmp_path_factory, colour_rows, caption_rows):
-    root = tmp_path_factory.mktemp("compare-cards")
-    return helpers.write_colour_cards(root, colour_rows, caption_rows, COLOURS)
 
 
 @pytest.fixture(scope="module")
@@ -247,10 +243,10 @@ def test_paired_compare_of_the_same_data_in_two_layouts(tiny_vtde, colour_rows, 
     `--paired` exited 3 ("per-sample files do not match"). Rows now pair by image content."""
     import pandas as pd
 
-    helpers.write_parquet(tmp_path / "a" / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
-    helpers.write_webdataset(tmp_path / "b" / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
-    card = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
-                              source={"path": "a/colours", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
+    helpers.write_parquet(tmp_path / "a" / "colours", "test", colour_rows, kind="zeroshot_classification", classnames=COLOUR_NAMES)
+    helpers.write_webdataset(tmp_path / "b" / "colours", "test", colour_rows, kind="zeroshot_classification", classnames=COLOUR_NAMES)
+    card = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="zeroshot_classification",
+                              source={"path": "a/colours", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOUR_NAMES)
     for layout in "ab":
         assert main(["run", "--workers", "0", "--bootstrap", "50", "--model", str(tiny_vtde), "--tasks", str(card),
                      "--data-dir", str(tmp_path / layout), "--output-dir", str(tmp_path / f"out-{layout}")]) == 0

@@ -20,13 +20,13 @@ import pytest
 from PIL import Image
 
 import helpers
-from conftest import COLOURS
+from helpers import COLOUR_NAMES
 from vtde_bench.data import LAYOUTS, content_fingerprint, detect_layouts, load_task_data
 from vtde_bench.imaging import decode_image
 from vtde_bench.errors import UserError
 from vtde_bench.tasks import Task, load_card
 
-CLASSES = COLOURS
+CLASSES = COLOUR_NAMES
 HUB_SOURCE = {"hub": "uoft-cs/cifar10", "revision": "0b2714987fa478483af9968de7c934580d0bb9a2"}
 
 
@@ -150,7 +150,7 @@ RETRIEVAL_LAYOUTS = ("parquet", "parquet-config", "arrow", "webdataset")
 
 @pytest.mark.parametrize("layout", CLASSIFICATION_LAYOUTS)
 def test_classification_loads_in_every_layout(tmp_path, class_rows, layout):
-    data = load_layout(tmp_path, layout, class_rows, "classification")
+    data = load_layout(tmp_path, layout, class_rows, "zeroshot_classification")
     assert len(data) == len(class_rows) == len(data.keys) == len(data.labels)
     assert data.captions is None
     assert data.layout == layout.split("-")[0]
@@ -177,10 +177,10 @@ def test_retrieval_loads_in_every_layout(tmp_path, text_rows, layout):
 def test_webdataset_layout_is_the_clip_benchmark_one(tmp_path, class_rows):
     """Guards the trap in shared/TRAPS.md: the folder also holds .txt files that the `text` builder would pick."""
     folder = tmp_path / "wds"
-    helpers.write_webdataset(folder, "test", class_rows, kind="classification", classnames=CLASSES, shard_size=6)
+    helpers.write_webdataset(folder, "test", class_rows, kind="zeroshot_classification", classnames=CLASSES, shard_size=6)
     assert sorted(p.name for p in (folder / "test").iterdir()) == ["0.tar", "1.tar", "2.tar", "3.tar", "nshards.txt"]
     assert (folder / "dataset_type.txt").is_file() and (folder / "zeroshot_classification_templates.txt").is_file()
-    data = load_task_data(local_task(tmp_path, folder, "classification", len(class_rows)))
+    data = load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(class_rows)))
     assert data.layout == "webdataset"
     assert data.labels == [label for _, label in class_rows]
 
@@ -189,8 +189,8 @@ def test_webdataset_layout_is_the_clip_benchmark_one(tmp_path, class_rows):
 def test_webdataset_image_formats(tmp_path, fmt, ext):
     rows = [(helpers.encode(helpers.colour_image(CLASSES[i % 6], seed=i), fmt), i % 6) for i in range(9)]
     folder = tmp_path / ext / "t"
-    helpers.write_webdataset(folder, "test", rows, kind="classification", classnames=CLASSES, ext=ext)
-    data = load_task_data(local_task(tmp_path, folder, "classification", len(rows)))
+    helpers.write_webdataset(folder, "test", rows, kind="zeroshot_classification", classnames=CLASSES, ext=ext)
+    data = load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(rows)))
     assert data.labels == [label for _, label in rows]
     assert [data.image_bytes(i) for i in range(len(data))] == [image for image, _ in rows]  # bytes as stored, not re-encoded
     image = decode_image(data.image_bytes(0))
@@ -262,12 +262,12 @@ def test_parquet_with_extra_columns_and_several_shards(tmp_path, class_rows):
         write_parquet_table(folder / "cifar100" / f"test-{shard:05d}-of-00002.parquet",
                             {"img": image_column(part), "fine_label": [y for _, y in part], "coarse_label": [99] * len(part)},
                             features=features)
-    task = local_task(tmp_path, folder, "classification", len(class_rows), config="cifar100", image_column="img",
+    task = local_task(tmp_path, folder, "zeroshot_classification", len(class_rows), config="cifar100", image_column="img",
                       label_column="fine_label")
     data = load_task_data(task)
     assert data.labels == [y for _, y in class_rows]
     assert data.keys == [str(i) for i in range(len(class_rows))]
-    single = load_layout(tmp_path, "parquet", class_rows, "classification")
+    single = load_layout(tmp_path, "parquet", class_rows, "zeroshot_classification")
     assert data.fingerprint == single.fingerprint
 
 
@@ -275,7 +275,7 @@ def test_parquet_with_extra_columns_and_several_shards(tmp_path, class_rows):
 
 
 def test_same_classification_data_same_fingerprint_in_every_layout(tmp_path, class_rows):
-    loaded = {layout: load_layout(tmp_path, layout, class_rows, "classification") for layout in CLASSIFICATION_LAYOUTS}
+    loaded = {layout: load_layout(tmp_path, layout, class_rows, "zeroshot_classification") for layout in CLASSIFICATION_LAYOUTS}
     reference = loaded["parquet"]
     assert reference.fingerprint and len(reference.fingerprint) == 64
     for layout, data in loaded.items():
@@ -296,8 +296,8 @@ def test_same_retrieval_data_same_fingerprint_in_every_layout(tmp_path, text_row
 
 def test_same_webp_data_same_fingerprint_in_webdataset_and_parquet(tmp_path):
     rows = [(helpers.encode(helpers.colour_image(CLASSES[i % 6], seed=i), "WEBP"), i % 6) for i in range(8)]
-    wds = load_layout(tmp_path, "webdataset", rows, "classification", ext="webp")
-    parquet = load_layout(tmp_path, "parquet", rows, "classification")
+    wds = load_layout(tmp_path, "webdataset", rows, "zeroshot_classification", ext="webp")
+    parquet = load_layout(tmp_path, "parquet", rows, "zeroshot_classification")
     assert wds.fingerprint == parquet.fingerprint
 
 
@@ -324,8 +324,8 @@ def _changed_caption(rows):
 @pytest.mark.parametrize("layout", ["parquet", "webdataset", "imagefolder"])
 @pytest.mark.parametrize("change", [_changed_label, _changed_image])
 def test_different_classification_data_different_fingerprint(tmp_path, class_rows, layout, change):
-    original = load_layout(tmp_path / "a", layout, class_rows, "classification")
-    changed = load_layout(tmp_path / "b", layout, change(class_rows), "classification")
+    original = load_layout(tmp_path / "a", layout, class_rows, "zeroshot_classification")
+    changed = load_layout(tmp_path / "b", layout, change(class_rows), "zeroshot_classification")
     assert len(changed) == len(original)
     assert changed.fingerprint != original.fingerprint
 
@@ -339,7 +339,7 @@ def test_different_caption_different_fingerprint(tmp_path, text_rows, layout):
 
 @pytest.mark.parametrize("layout", ["parquet", "webdataset"])
 def test_row_order_does_not_change_the_fingerprint(tmp_path, class_rows, text_rows, layout):
-    for kind, rows in (("classification", class_rows), ("retrieval", text_rows)):
+    for kind, rows in (("zeroshot_classification", class_rows), ("retrieval", text_rows)):
         shuffled = list(rows)
         random.Random(0).shuffle(shuffled)
         assert shuffled != list(rows)
@@ -369,8 +369,8 @@ def test_content_fingerprint_is_a_pure_content_hash():
 
 def test_data_dir_reads_the_task_named_subfolder(tmp_path, class_rows):
     data_dir = tmp_path / "data"
-    helpers.write_webdataset(data_dir / "mytask", "test", class_rows, kind="classification", classnames=CLASSES)
-    task = make_task(tmp_path, "classification", name="mytask",
+    helpers.write_webdataset(data_dir / "mytask", "test", class_rows, kind="zeroshot_classification", classnames=CLASSES)
+    task = make_task(tmp_path, "zeroshot_classification", name="mytask",
                      source={**HUB_SOURCE, "split": "test", "num_samples": len(class_rows)})
     data = load_task_data(task, data_dir=data_dir)
     assert data.layout == "webdataset"
@@ -379,9 +379,9 @@ def test_data_dir_reads_the_task_named_subfolder(tmp_path, class_rows):
 
 
 def test_data_dir_copy_wins_over_the_cards_path(tmp_path, class_rows):
-    helpers.write_parquet(tmp_path / "card_copy", "test", class_rows, kind="classification", classnames=CLASSES)
+    helpers.write_parquet(tmp_path / "card_copy", "test", class_rows, kind="zeroshot_classification", classnames=CLASSES)
     helpers.write_imagefolder(tmp_path / "data" / "t", "test", class_rows, classnames=CLASSES)
-    task = local_task(tmp_path, tmp_path / "card_copy", "classification", len(class_rows))
+    task = local_task(tmp_path, tmp_path / "card_copy", "zeroshot_classification", len(class_rows))
     assert load_task_data(task, data_dir=tmp_path / "data").layout == "imagefolder"
     # Without a copy under --data-dir, a card with a local path still reads its own folder.
     assert load_task_data(task, data_dir=tmp_path / "elsewhere").layout == "parquet"
@@ -390,7 +390,7 @@ def test_data_dir_copy_wins_over_the_cards_path(tmp_path, class_rows):
 def test_relative_data_dir_with_imagefolder(tmp_path, class_rows, monkeypatch):
     """Guards a bug: imagefolder keys were computed relative to an unresolved folder and crashed on relative paths."""
     helpers.write_imagefolder(tmp_path / "data" / "t", "test", class_rows, classnames=CLASSES)
-    task = make_task(tmp_path, "classification", source={**HUB_SOURCE, "split": "test", "num_samples": len(class_rows)})
+    task = make_task(tmp_path, "zeroshot_classification", source={**HUB_SOURCE, "split": "test", "num_samples": len(class_rows)})
     monkeypatch.chdir(tmp_path)
     data = load_task_data(task, data_dir="data")
     assert all(key.startswith("test/") for key in data.keys)
@@ -398,7 +398,7 @@ def test_relative_data_dir_with_imagefolder(tmp_path, class_rows, monkeypatch):
 
 def test_hub_card_without_local_copy_says_download(tmp_path):
     (tmp_path / "data").mkdir()
-    task = make_task(tmp_path, "classification", name="cifar10", source={**HUB_SOURCE, "split": "test", "num_samples": 10})
+    task = make_task(tmp_path, "zeroshot_classification", name="cifar10", source={**HUB_SOURCE, "split": "test", "num_samples": 10})
     with pytest.raises(UserError) as excinfo:
         load_task_data(task, data_dir=tmp_path / "data")
     assert_one_line_user_error(excinfo, "download", "cifar10", str(tmp_path / "data" / "cifar10"))
@@ -406,9 +406,9 @@ def test_hub_card_without_local_copy_says_download(tmp_path):
 
 def test_detect_layouts_finds_each_layout(tmp_path, class_rows):
     for layout in ("arrow", "webdataset", "parquet", "imagefolder"):
-        write_layout(layout, tmp_path / layout, class_rows[:4], "classification")
+        write_layout(layout, tmp_path / layout, class_rows[:4], "zeroshot_classification")
         assert detect_layouts(tmp_path / layout) == [layout]
-    write_layout("parquet-config", tmp_path / "config", class_rows[:4], "classification")
+    write_layout("parquet-config", tmp_path / "config", class_rows[:4], "zeroshot_classification")
     assert detect_layouts(tmp_path / "config") == ["parquet"]
     (tmp_path / "empty").mkdir()
     assert detect_layouts(tmp_path / "empty") == []
@@ -417,10 +417,10 @@ def test_detect_layouts_finds_each_layout(tmp_path, class_rows):
 
 def test_folder_with_two_layouts_is_refused(tmp_path, class_rows):
     data_dir = tmp_path / "data"
-    helpers.write_webdataset(data_dir / "t", "test", class_rows, kind="classification", classnames=CLASSES)
-    helpers.write_parquet(data_dir / "t", "test", class_rows, kind="classification", classnames=CLASSES)
+    helpers.write_webdataset(data_dir / "t", "test", class_rows, kind="zeroshot_classification", classnames=CLASSES)
+    helpers.write_parquet(data_dir / "t", "test", class_rows, kind="zeroshot_classification", classnames=CLASSES)
     assert detect_layouts(data_dir / "t") == ["webdataset", "parquet"]
-    task = make_task(tmp_path, "classification", source={**HUB_SOURCE, "split": "test", "num_samples": len(class_rows)})
+    task = make_task(tmp_path, "zeroshot_classification", source={**HUB_SOURCE, "split": "test", "num_samples": len(class_rows)})
     with pytest.raises(UserError) as excinfo:
         load_task_data(task, data_dir=data_dir)
     assert_one_line_user_error(excinfo, "webdataset", "parquet", "several")
@@ -430,7 +430,7 @@ def test_folder_with_no_layout_is_refused(tmp_path):
     data_dir = tmp_path / "data"
     (data_dir / "t").mkdir(parents=True)
     (data_dir / "t" / "README.md").write_text("nothing here\n")
-    task = make_task(tmp_path, "classification", source={**HUB_SOURCE, "split": "test", "num_samples": 3})
+    task = make_task(tmp_path, "zeroshot_classification", source={**HUB_SOURCE, "split": "test", "num_samples": 3})
     with pytest.raises(UserError) as excinfo:
         load_task_data(task, data_dir=data_dir)
     assert_one_line_user_error(excinfo, "matches none", *LAYOUTS)
@@ -438,17 +438,17 @@ def test_folder_with_no_layout_is_refused(tmp_path):
 
 def test_clip_benchmark_classnames_with_another_count_are_refused(tmp_path, class_rows):
     folder = tmp_path / "t"
-    helpers.write_webdataset(folder, "test", class_rows, kind="classification", classnames=CLASSES[:5])
+    helpers.write_webdataset(folder, "test", class_rows, kind="zeroshot_classification", classnames=CLASSES[:5])
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", len(class_rows)))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(class_rows)))
     assert_one_line_user_error(excinfo, "classnames.txt", "5", "6")
 
 
 def test_clip_benchmark_classnames_worded_differently_give_a_note(tmp_path, class_rows):
     folder = tmp_path / "t"
     theirs = ("red", "green", "blue", "yellow", "black colour", "white colour")
-    helpers.write_webdataset(folder, "test", class_rows, kind="classification", classnames=theirs)
-    task = local_task(tmp_path, folder, "classification", len(class_rows))
+    helpers.write_webdataset(folder, "test", class_rows, kind="zeroshot_classification", classnames=theirs)
+    task = local_task(tmp_path, folder, "zeroshot_classification", len(class_rows))
     progress = RecordingProgress()
     data = load_task_data(task, progress=progress)
     assert len(progress.notes) == 1 and "card" in progress.notes[0] and "\n" not in progress.notes[0]
@@ -459,9 +459,9 @@ def test_clip_benchmark_classnames_worded_differently_give_a_note(tmp_path, clas
 
 def test_clip_benchmark_classnames_identical_give_no_note(tmp_path, class_rows):
     folder = tmp_path / "t"
-    helpers.write_webdataset(folder, "test", class_rows, kind="classification", classnames=CLASSES)
+    helpers.write_webdataset(folder, "test", class_rows, kind="zeroshot_classification", classnames=CLASSES)
     progress = RecordingProgress()
-    load_task_data(local_task(tmp_path, folder, "classification", len(class_rows)), progress=progress)
+    load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(class_rows)), progress=progress)
     assert progress.notes == []
 
 
@@ -471,8 +471,8 @@ def test_clip_benchmark_classnames_identical_give_no_note(tmp_path, class_rows):
 @pytest.mark.parametrize("layout", ["parquet", "parquet-config", "arrow", "webdataset", "imagefolder"])
 def test_missing_split_lists_the_splits_present(tmp_path, class_rows, layout):
     folder = tmp_path / "t"
-    extra = write_layout(layout, folder, class_rows, "classification")
-    task = local_task(tmp_path, folder, "classification", len(class_rows), split="validation", **extra)
+    extra = write_layout(layout, folder, class_rows, "zeroshot_classification")
+    task = local_task(tmp_path, folder, "zeroshot_classification", len(class_rows), split="validation", **extra)
     with pytest.raises(UserError) as excinfo:
         load_task_data(task)
     assert_one_line_user_error(excinfo, "validation", "test")
@@ -484,18 +484,18 @@ def test_imagefolder_without_split_folders_loads(tmp_path, class_rows):
     for i, (image, label) in enumerate(class_rows):
         (folder / CLASSES[label]).mkdir(parents=True, exist_ok=True)
         (folder / CLASSES[label] / f"{i:05d}.png").write_bytes(image)
-    data = load_task_data(local_task(tmp_path, folder, "classification", len(class_rows)))
+    data = load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(class_rows)))
     assert sorted(data.keys) == sorted(f"{CLASSES[y]}/{i:05d}" for i, (_, y) in enumerate(class_rows))
-    assert data.fingerprint == load_layout(tmp_path, "parquet", class_rows, "classification").fingerprint
+    assert data.fingerprint == load_layout(tmp_path, "parquet", class_rows, "zeroshot_classification").fingerprint
 
 
 @pytest.mark.parametrize("column,card_field", [("image", "image_column"), ("label", "label_column")])
 def test_missing_column_names_it_and_lists_the_others(tmp_path, class_rows, column, card_field):
     folder = tmp_path / "t"
-    extra = write_layout("parquet-cifar100", folder, class_rows, "classification")
+    extra = write_layout("parquet-cifar100", folder, class_rows, "zeroshot_classification")
     extra[card_field] = column  # the card asks for a column the cifar100-style copy does not have
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", len(class_rows), **extra))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(class_rows), **extra))
     assert_one_line_user_error(excinfo, f"'{column}'", "img", "fine_label")
 
 
@@ -510,17 +510,17 @@ def test_missing_caption_column(tmp_path, text_rows):
 
 def test_missing_key_column(tmp_path, class_rows):
     folder = tmp_path / "t"
-    helpers.write_parquet(folder, "test", class_rows, kind="classification", classnames=CLASSES)
+    helpers.write_parquet(folder, "test", class_rows, kind="zeroshot_classification", classnames=CLASSES)
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", len(class_rows), key_column="image_id"))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(class_rows), key_column="image_id"))
     assert_one_line_user_error(excinfo, "'image_id'", "label")
 
 
 @pytest.mark.parametrize("layout", ["parquet", "webdataset", "imagefolder"])
 def test_num_samples_mismatch(tmp_path, class_rows, layout):
     folder = tmp_path / "t"
-    extra = write_layout(layout, folder, class_rows, "classification")
-    task = local_task(tmp_path, folder, "classification", len(class_rows) + 1, **extra)
+    extra = write_layout(layout, folder, class_rows, "zeroshot_classification")
+    task = local_task(tmp_path, folder, "zeroshot_classification", len(class_rows) + 1, **extra)
     with pytest.raises(UserError) as excinfo:
         load_task_data(task)
     assert_one_line_user_error(excinfo, str(len(class_rows)), str(len(class_rows) + 1), "num_samples")
@@ -535,16 +535,16 @@ def test_empty_arrow_dataset(tmp_path, class_rows):
     # One explicit shard: with the default 0 shards, `datasets` 5.2 cannot load its own empty copy back (IndexError).
     datasets.DatasetDict({"test": full.select([])}).save_to_disk(str(folder), num_shards={"test": 1})
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", 1))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", 1))
     assert_one_line_user_error(excinfo, "empty")
 
 
 def test_empty_parquet_file(tmp_path):
     """Guards a bug: `datasets` raised a bare ValueError ("corresponds to no data") for an empty parquet split."""
     folder = tmp_path / "t"
-    helpers.write_parquet(folder, "test", [], kind="classification", classnames=CLASSES)
+    helpers.write_parquet(folder, "test", [], kind="zeroshot_classification", classnames=CLASSES)
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", 1))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", 1))
     assert_one_line_user_error(excinfo, "empty", "test")
 
 
@@ -554,7 +554,7 @@ def test_empty_webdataset_shard(tmp_path):
     (folder / "test").mkdir(parents=True)
     tarfile.open(folder / "test" / "0.tar", "w").close()
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", 1))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", 1))
     assert_one_line_user_error(excinfo, "empty", "test")
 
 
@@ -570,7 +570,7 @@ def test_label_out_of_range(tmp_path, class_rows, bad):
     write_parquet_table(folder / "test-00000-of-00001.parquet",
                         {"image": image_column(rows), "label": [y for _, y in rows]}, features=features)
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", len(rows)))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(rows)))
     assert_one_line_user_error(excinfo, "'2'", str(bad), "6 classes")
 
 
@@ -578,9 +578,9 @@ def test_webdataset_label_out_of_range(tmp_path, class_rows):
     rows = list(class_rows)
     rows[9] = (rows[9][0], 17)
     folder = tmp_path / "t"
-    helpers.write_webdataset(folder, "test", rows, kind="classification", classnames=CLASSES)
+    helpers.write_webdataset(folder, "test", rows, kind="zeroshot_classification", classnames=CLASSES)
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", len(rows)))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(rows)))
     assert_one_line_user_error(excinfo, "s0000009", "17")
 
 
@@ -591,7 +591,7 @@ def test_non_integer_label(tmp_path, class_rows, values):
     write_parquet_table(folder / "test-00000-of-00001.parquet", {"image": image_column(rows), "label": values},
                         features=None)
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", 2))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", 2))
     assert_one_line_user_error(excinfo, "not an integer", repr(values[0]))
 
 
@@ -640,7 +640,7 @@ def test_blank_captions_are_kept_and_counted(tmp_path, text_rows, layout):
 
 def test_non_positive_limit(tmp_path, class_rows):
     with pytest.raises(UserError):
-        load_layout(tmp_path, "parquet", class_rows, "classification", limit=0)
+        load_layout(tmp_path, "parquet", class_rows, "zeroshot_classification", limit=0)
 
 
 # ----------------------------------------------------------------------------- 5. limit
@@ -648,8 +648,8 @@ def test_non_positive_limit(tmp_path, class_rows):
 
 @pytest.mark.parametrize("layout", CLASSIFICATION_LAYOUTS)
 def test_limit_keeps_the_first_rows_in_source_order(tmp_path, class_rows, layout):
-    full = load_layout(tmp_path / "full", layout, class_rows, "classification")
-    part = load_layout(tmp_path / "part", layout, class_rows, "classification", limit=7)
+    full = load_layout(tmp_path / "full", layout, class_rows, "zeroshot_classification")
+    part = load_layout(tmp_path / "part", layout, class_rows, "zeroshot_classification", limit=7)
     assert len(part) == 7
     assert part.keys == full.keys[:7]
     assert part.labels == full.labels[:7]
@@ -657,7 +657,7 @@ def test_limit_keeps_the_first_rows_in_source_order(tmp_path, class_rows, layout
     assert part.fingerprint != full.fingerprint
     if layout != "imagefolder":  # the other layouts keep the order the rows were written in
         assert part.labels == [y for _, y in class_rows[:7]]
-    everything = load_layout(tmp_path / "all", layout, class_rows, "classification", limit=1000)
+    everything = load_layout(tmp_path / "all", layout, class_rows, "zeroshot_classification", limit=1000)
     assert everything.keys == full.keys and everything.fingerprint == full.fingerprint
 
 
@@ -674,9 +674,9 @@ def test_limit_follows_shard_numbers_past_ten(tmp_path, class_rows):
     """Guards a bug: shards 0.tar ... 11.tar were read in string order (0, 1, 10, 11, 2, ...)."""
     rows = class_rows + helpers.classification_rows(4, CLASSES, seed=77)
     folder = tmp_path / "t"
-    helpers.write_webdataset(folder, "test", rows, kind="classification", classnames=CLASSES, shard_size=2)
+    helpers.write_webdataset(folder, "test", rows, kind="zeroshot_classification", classnames=CLASSES, shard_size=2)
     assert len(list((folder / "test").glob("*.tar"))) == 12
-    task = local_task(tmp_path, folder, "classification", len(rows))
+    task = local_task(tmp_path, folder, "zeroshot_classification", len(rows))
     full = load_task_data(task)
     assert full.keys == [f"s{i:07d}" for i in range(len(rows))]
     assert full.labels == [y for _, y in rows]
@@ -688,12 +688,12 @@ def test_limit_follows_shard_numbers_past_ten(tmp_path, class_rows):
 
 
 def test_webdataset_keys_are_tar_keys(tmp_path, class_rows):
-    data = load_layout(tmp_path, "webdataset", class_rows, "classification")
+    data = load_layout(tmp_path, "webdataset", class_rows, "zeroshot_classification")
     assert data.keys == [f"s{i:07d}" for i in range(len(class_rows))]
 
 
 def test_imagefolder_keys_are_relative_paths_without_suffix(tmp_path, class_rows):
-    data = load_layout(tmp_path, "imagefolder", class_rows, "classification")
+    data = load_layout(tmp_path, "imagefolder", class_rows, "zeroshot_classification")
     expected = {f"test/{CLASSES[y]}/{i:05d}": y for i, (_, y) in enumerate(class_rows)}
     assert sorted(data.keys) == sorted(expected)
     assert dict(zip(data.keys, data.labels)) == expected
@@ -701,7 +701,7 @@ def test_imagefolder_keys_are_relative_paths_without_suffix(tmp_path, class_rows
 
 @pytest.mark.parametrize("layout", ["parquet", "parquet-config", "arrow"])
 def test_table_keys_are_row_numbers(tmp_path, class_rows, layout):
-    data = load_layout(tmp_path, layout, class_rows, "classification")
+    data = load_layout(tmp_path, layout, class_rows, "zeroshot_classification")
     assert data.keys == [str(i) for i in range(len(class_rows))]
 
 
@@ -715,7 +715,7 @@ def test_key_column_names_the_rows(tmp_path, class_rows):
     write_parquet_table(folder / "test-00000-of-00001.parquet",
                         {"image": image_column(class_rows), "label": [y for _, y in class_rows], "image_id": ids},
                         features=features)
-    task = local_task(tmp_path, folder, "classification", len(class_rows), key_column="image_id")
+    task = local_task(tmp_path, folder, "zeroshot_classification", len(class_rows), key_column="image_id")
     assert load_task_data(task).keys == ids
     assert load_task_data(task, limit=3).keys == ids[:3]
 
@@ -726,7 +726,7 @@ def test_key_column_names_the_rows(tmp_path, class_rows):
 def _imagefolder(tmp_path, rows, folder_names, card_names):
     folder = tmp_path / "t"
     helpers.write_imagefolder(folder, "test", rows, classnames=folder_names)
-    data = load_task_data(local_task(tmp_path, folder, "classification", len(rows), classnames=card_names))
+    data = load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(rows), classnames=card_names))
     by_key = dict(zip(data.keys, data.labels))
     return data, {f"test/{folder_names[y]}/{i:05d}": y for i, (_, y) in enumerate(rows)}, by_key
 
@@ -770,14 +770,14 @@ def test_imagefolder_folders_in_sorted_order_only_when_the_card_says_so(tmp_path
     folder = tmp_path / "t"
     helpers.write_imagefolder(folder, "test", class_rows, classnames=[f"n{i:03d}" for i in range(6)])
     with pytest.raises(UserError) as excinfo:  # folders named neither like the classes nor with numbers
-        load_task_data(local_task(tmp_path, folder, "classification", len(class_rows), classnames=tuple("abcdef")))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(class_rows), classnames=tuple("abcdef")))
     assert_one_line_user_error(excinfo, "'n000'", "class_folders")
-    task = local_task(tmp_path, folder, "classification", len(class_rows), classnames=tuple("abcdefg"), class_folders="sorted")
+    task = local_task(tmp_path, folder, "zeroshot_classification", len(class_rows), classnames=tuple("abcdefg"), class_folders="sorted")
     with pytest.raises(UserError) as excinfo:
         load_task_data(task)
     assert_one_line_user_error(excinfo, "6 folders", "7 classes")
     # With class_folders = "sorted", folders are taken in sorted order (torchvision's ImageFolder convention).
-    task = local_task(tmp_path, folder, "classification", len(class_rows), classnames=tuple("abcdef"), class_folders="sorted")
+    task = local_task(tmp_path, folder, "zeroshot_classification", len(class_rows), classnames=tuple("abcdef"), class_folders="sorted")
     data = load_task_data(task)
     assert dict(zip(data.keys, data.labels)) == {f"test/n{y:03d}/{i:05d}": y for i, (_, y) in enumerate(class_rows)}
 
@@ -791,7 +791,7 @@ def test_one_misnamed_class_folder_is_an_error_not_a_reordering(tmp_path):
     folder = tmp_path / "t"
     helpers.write_imagefolder(folder, "test", rows, classnames=folders)
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", len(rows), classnames=card))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(rows), classnames=card))
     assert_one_line_user_error(excinfo, "'hearts'", "did you mean 'heart'?")
 
 
@@ -801,7 +801,7 @@ def test_a_folder_named_after_a_shared_class_name_is_ambiguous(tmp_path):
     folder = tmp_path / "t"
     helpers.write_imagefolder(folder, "test", rows, classnames=["sunglasses", "cat"])
     with pytest.raises(UserError) as excinfo:
-        load_task_data(local_task(tmp_path, folder, "classification", len(rows), classnames=card))
+        load_task_data(local_task(tmp_path, folder, "zeroshot_classification", len(rows), classnames=card))
     assert_one_line_user_error(excinfo, "'sunglasses'", "several classes", "class_folders")
 
 
@@ -910,8 +910,8 @@ def test_decode_image_array_reports_a_truncated_jpeg_in_pillows_words():
 
 def _parquet_task(tmp_path, rows, name="t"):
     folder = tmp_path / "data" / name
-    write_layout("parquet", folder, rows, "classification")
-    return folder, local_task(tmp_path / "cards-" / name, folder, "classification", len(rows))
+    write_layout("parquet", folder, rows, "zeroshot_classification")
+    return folder, local_task(tmp_path / "cards-" / name, folder, "zeroshot_classification", len(rows))
 
 
 def _count_image_reads(monkeypatch) -> list[int]:
@@ -959,7 +959,7 @@ def test_changed_images_are_hashed_again(tmp_path, class_rows):
     import shutil
 
     shutil.rmtree(folder)
-    write_layout("parquet", folder, changed, "classification")
+    write_layout("parquet", folder, changed, "zeroshot_classification")
     after = load_task_data(task, cache=cache)
     assert after.fingerprint != before
     assert after.fingerprint == load_task_data(task).fingerprint
@@ -984,8 +984,8 @@ def test_imagefolder_hashes_are_never_cached(tmp_path, class_rows):
 
     cache = EmbeddingCache(tmp_path / "cache")
     folder = tmp_path / "if" / "t"
-    write_layout("imagefolder", folder, class_rows, "classification")
-    task = local_task(tmp_path / "if", folder, "classification", len(class_rows))
+    write_layout("imagefolder", folder, class_rows, "zeroshot_classification")
+    task = local_task(tmp_path / "if", folder, "zeroshot_classification", len(class_rows))
     load_task_data(task, cache=cache)
     assert cache.info()["image_hash_sets"] == 0
 
@@ -993,8 +993,8 @@ def test_imagefolder_hashes_are_never_cached(tmp_path, class_rows):
 def test_imagefolder_class_numbers_outside_the_card_are_a_user_error_at_load(tmp_path, class_rows):
     """Numbered class folders (ImageNet-V2 style) get the same range check as every other layout's labels."""
     folder = tmp_path / "if" / "t"
-    write_layout("imagefolder", folder, class_rows, "classification", classnames=[str(i) for i in range(len(CLASSES))])
-    task = local_task(tmp_path / "if", folder, "classification", len(class_rows), classnames=CLASSES[:4])
+    write_layout("imagefolder", folder, class_rows, "zeroshot_classification", classnames=[str(i) for i in range(len(CLASSES))])
+    task = local_task(tmp_path / "if", folder, "zeroshot_classification", len(class_rows), classnames=CLASSES[:4])
     with pytest.raises(UserError) as excinfo:
         load_task_data(task)
     assert_one_line_user_error(excinfo, "outside the card's 4 classes")

@@ -25,8 +25,6 @@ import pytest
 import torch
 from PIL import Image
 
-import helpers
-from conftest import COLOURS
 from vtde_bench.cli import main
 from vtde_bench.errors import UserError
 from vtde_bench.encoders.flax import is_flax_only, load_flax_model, read_flax_params
@@ -230,18 +228,6 @@ def test_convert_refuses_an_existing_folder(tmp_path, capsys):
 # ----------------------------------------------------------------------------- vtde-bench run
 
 
-@pytest.fixture(scope="module")
-def cards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flax-cards")
-    cls_rows, ret_rows = helpers.classification_rows(12, COLOURS, seed=3), helpers.retrieval_rows(6, seed=4)
-    helpers.write_parquet(root / "data" / "colours", "test", cls_rows, kind="classification", classnames=COLOURS)
-    helpers.write_parquet(root / "data" / "captions", "test", ret_rows, kind="retrieval")
-    return (
-        helpers.write_card(root / "cards" / "colours.toml", name="colours", kind="classification", classnames=COLOURS,
-                           source={"path": "../data/colours", "split": "test", "num_samples": len(cls_rows)}),
-        helpers.write_card(root / "cards" / "captions.toml", name="captions", kind="retrieval",
-                           source={"path": "../data/captions", "split": "test", "num_samples": len(ret_rows)}),
-    )
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import helpers
+
 ROOT = Path(__file__).resolve().parent.parent
 BOUND_S = 10  # generous for a loaded CI machine; measured: about 1 s refused, 4 s silent; 25-50 s before the probe
 
@@ -57,15 +59,12 @@ def test_download_fails_at_once_and_leaves_no_empty_folder(tmp_path, endpoint):
 
 def test_a_model_in_the_hub_cache_loads_when_the_hub_cannot_be_reached(tmp_path, tiny_vtde, colour_rows):
     """huggingface_hub's cache layout: models--org--name/{refs/main, snapshots/<commit>/...}."""
-    import helpers
-    from conftest import COLOURS
-
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hf-home" / "hub" / "models--org--tiny"
     shutil.copytree(tiny_vtde, repo / "snapshots" / commit)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
-    card = helpers.colour_card(tmp_path / "cards", colour_rows, classnames=COLOURS)
+    card = helpers.colour_card(tmp_path / "cards", colour_rows, classnames=helpers.COLOUR_NAMES)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     port = server.getsockname()[1]

@@ -19,16 +19,13 @@ from transformers import (
 )
 
 import helpers
-from conftest import COLOURS
+from helpers import COLOUR_NAMES
 from vtde_bench import RunOptions, UserError, evaluate
 from vtde_bench.integrations import TrainingEncoder, ZeroShotEvalCallback
 
 OPTIONS = RunOptions(output_dir=None, cache=False, bootstrap=0, workers=0, batch_size=8)
 
 
-@pytest.fixture
-def cards(tmp_path, colour_rows, caption_rows):
-    return [str(card) for card in helpers.write_colour_cards(tmp_path, colour_rows, caption_rows, COLOURS)]
 
 
 @pytest.fixture
@@ -44,7 +41,7 @@ class Pairs(torch.utils.data.Dataset):
 
     def __init__(self, processor, colour_rows, caption_rows):
         images = [Image.open(io.BytesIO(b)).convert("RGB") for b, _ in colour_rows + caption_rows]
-        texts = [f"a photo of a {COLOURS[y]}." for _, y in colour_rows] + [caps[0] for _, caps in caption_rows]
+        texts = [f"a photo of a {COLOUR_NAMES[y]}." for _, y in colour_rows] + [caps[0] for _, caps in caption_rows]
         self.pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
         self.tokens = processor.tokenizer(texts, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
 
@@ -145,8 +142,9 @@ def test_trainer_reference_and_on_evaluate(lit, cards, tmp_path, colour_rows, ca
     assert trainer.state.log_history[-1]["eval_zeroshot_colours_acc1"] == metrics["eval_zeroshot_colours_acc1"]
 
 
-def test_modes_restored_exactly_even_on_error(lit, cards, tmp_path):
+def test_modes_restored_exactly_even_on_error(lit, tmp_path, colour_rows, caption_rows):
     model, processor = lit
+    cards = [str(c) for c in helpers.write_colour_cards(tmp_path, colour_rows, caption_rows, COLOUR_NAMES)]  # it breaks them
     model.train()
     model.vision_model.eval()  # a locked tower kept in eval mode by the user stays so
     modes = {name: m.training for name, m in model.named_modules()}
@@ -163,7 +161,7 @@ def test_changed_tower_weights_or_images_are_never_served_stale(lit):
     model, processor = lit
     encoder = TrainingEncoder(model, processor)
     assert encoder.locked == ("images",)
-    images = [helpers.colour_image(c, seed=i) for i, c in enumerate(COLOURS)]
+    images = [helpers.colour_image(c, seed=i) for i, c in enumerate(COLOUR_NAMES)]
     first = encoder.encode_images(images)
     with torch.no_grad():  # through .data: no version counter notices, only the weights' hash does
         model.vision_model.embeddings.patch_embeddings.projection.weight.data.mul_(1.5)
@@ -171,7 +169,7 @@ def test_changed_tower_weights_or_images_are_never_served_stale(lit):
     plain = evaluate_images(model, processor, images)
     assert not torch.allclose(first, plain)
     assert torch.equal(encoder.encode_images(images), plain)
-    other = [helpers.colour_image(c, seed=100 + i) for i, c in enumerate(COLOURS)]
+    other = [helpers.colour_image(c, seed=100 + i) for i, c in enumerate(COLOUR_NAMES)]
     assert torch.equal(encoder.encode_images(other), evaluate_images(model, processor, other))
     model.vision_model.requires_grad_(True)  # unlocked: no reuse at all
     encoder.refresh()

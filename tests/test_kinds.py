@@ -85,7 +85,7 @@ def test_a_kind_registered_in_process_runs_end_to_end(tmp_path, tiny_vtde, tiny_
     # compare: the same run against itself regresses nothing, paired; a worse candidate regresses on both metrics,
     # each in its own direction (miss_rate is lower-is-better).
     assert main(["compare", str(tmp_path / "vtde"), "--baseline", str(tmp_path / "vtde"), "--paired", "--metrics", "all"]) == 0
-    from test_known_answers import ColourModel
+    from helpers import ColourModel
 
     seeing = evaluate(ColourModel(), [str(card)], output_dir=tmp_path / "seeing", workers=0, bootstrap=0)["picks"]
     confused = evaluate(ColourModel(swap={"red": "green", "blue": "white"}), [str(card)], output_dir=tmp_path / "confused",

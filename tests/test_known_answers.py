@@ -15,44 +15,9 @@ import pytest
 import torch
 
 import helpers
-from conftest import COLOURS
+from helpers import COLOUR_NAMES, ColourModel
 from vtde_bench import RunOptions, evaluate
 
-PALETTE = np.array([helpers.COLOURS[c] for c in COLOURS], dtype=float)
-
-
-class ColourModel:
-    """One-hot colour embeddings; `swap` makes it see one colour as another."""
-
-    def __init__(self, swap: dict[str, str] | None = None):
-        self.swap = swap or {}
-
-    def encode_images(self, images):
-        out = torch.zeros(len(images), len(COLOURS))
-        for i, image in enumerate(images):
-            mean = np.asarray(image, dtype=float).reshape(-1, 3).mean(0)
-            colour = COLOURS[int(np.argmin(((PALETTE - mean) ** 2).sum(1)))]
-            out[i, COLOURS.index(self.swap.get(colour, colour))] = 1
-        return out
-
-    def encode_texts(self, texts):
-        out = torch.full((len(texts), len(COLOURS)), 0.01)
-        for i, text in enumerate(texts):
-            for j, colour in enumerate(COLOURS):
-                if colour in text.replace(".", " ").split():
-                    out[i, j] = 1
-        return out
-
-
-@pytest.fixture
-def cards(tmp_path, colour_rows, caption_rows):
-    helpers.write_parquet(tmp_path / "c", "test", colour_rows, kind="classification", classnames=COLOURS)
-    helpers.write_parquet(tmp_path / "r", "test", caption_rows, kind="retrieval")
-    cls = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
-                             source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
-    ret = helpers.write_card(tmp_path / "captions.toml", name="captions", kind="retrieval",
-                             source={"path": "r", "split": "test", "num_samples": len(caption_rows)})
-    return str(cls), str(ret)
 
 
 def options(tmp_path):
@@ -68,7 +33,7 @@ def test_perfect_model_scores_one(cards, tmp_path):
 def test_confused_model_scores_exactly_what_it_confuses(cards, tmp_path, colour_rows):
     result = evaluate(ColourModel(swap={"red": "green"}), [cards[0]], options=options(tmp_path))["colours"]
     labels = [y for _, y in colour_rows]
-    n_red = labels.count(COLOURS.index("red"))
+    n_red = labels.count(COLOUR_NAMES.index("red"))
     assert result.metrics["acc1"] == (len(labels) - n_red) / len(labels)  # hits over images, rounded once
     assert result.counts["acc1"] == (len(labels) - n_red, len(labels))  # issue #14 item 6: the counts, beside
     assert result.per_class_recall["red"] == 0.0 and result.per_class_recall["green"] == 1.0
@@ -80,13 +45,13 @@ def test_confused_model_scores_exactly_what_it_confuses(cards, tmp_path, colour_
     # Red images score the same (0) on every class but green; with ties counted against
     # the model, red's rank is 6: all six classes score at least as high as red's 0.
     samples = result.samples
-    red = samples[samples["label"] == COLOURS.index("red")]
+    red = samples[samples["label"] == COLOUR_NAMES.index("red")]
     assert (red["rank"] == 6).all()
 
 
 def test_retrieval_ties_count_against_the_model(cards, tmp_path, caption_rows):
     result = evaluate(ColourModel(), [cards[1]], options=options(tmp_path))["captions"]
-    colour_of = [next(c for c in COLOURS if c in caps[0].split()) for _, caps in caption_rows]
+    colour_of = [next(c for c in COLOUR_NAMES if c in caps[0].split()) for _, caps in caption_rows]
     images_per_colour = Counter(colour_of)
     captions_per_colour = Counter()
     for colour, (_, caps) in zip(colour_of, caption_rows):
@@ -119,8 +84,8 @@ def test_classes_sharing_a_name_keep_one_recall_each_and_compare_pairs_them(tmp_
 
     names = ("red", "green", "blue", "yellow", "black", "red")
     assert class_keys(names) == ["red (0)", "green", "blue", "yellow", "black", "red (5)"]
-    helpers.write_parquet(tmp_path / "c", "test", colour_rows, kind="classification", classnames=COLOURS)
-    card = helpers.write_card(tmp_path / "twins.toml", name="twins", kind="classification",
+    helpers.write_parquet(tmp_path / "c", "test", colour_rows, kind="zeroshot_classification", classnames=COLOUR_NAMES)
+    card = helpers.write_card(tmp_path / "twins.toml", name="twins", kind="zeroshot_classification",
                               source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=names)
     base = evaluate(ColourModel(), [str(card)], output_dir=tmp_path / "base", workers=0)["twins"]
     evaluate(ColourModel(swap={"blue": "green"}), [str(card)], output_dir=tmp_path / "cand", workers=0)
@@ -249,8 +214,8 @@ def test_every_distinct_caption_is_embedded_once_and_equal_captions_embed_alike(
 def test_a_tokenizer_without_the_class_names_warns(tiny_vtde, tmp_path, colour_rows):
     """Words missing from the vocabulary all become [UNK]: every class gets one embedding and acc1 sits at 0.00%."""
     unknown = ("zebra", "okapi", "giraffe", "quokka", "tapir", "ibex")
-    helpers.write_parquet(tmp_path / "c", "test", colour_rows, kind="classification", classnames=unknown)
-    card = helpers.write_card(tmp_path / "zoo.toml", name="zoo", kind="classification",
+    helpers.write_parquet(tmp_path / "c", "test", colour_rows, kind="zeroshot_classification", classnames=unknown)
+    card = helpers.write_card(tmp_path / "zoo.toml", name="zoo", kind="zeroshot_classification",
                               source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=unknown)
     from vtde_bench.progress import NullProgress
 
@@ -267,8 +232,8 @@ def test_a_tokenizer_without_the_class_names_warns(tiny_vtde, tmp_path, colour_r
     import json
 
     assert json.loads(results.paths["zoo"].read_text())["warnings"] == [warning]
-    known = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="classification",
-                               source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
+    known = helpers.write_card(tmp_path / "colours.toml", name="colours", kind="zeroshot_classification",
+                               source={"path": "c", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOUR_NAMES)
     assert evaluate(str(tiny_vtde), [str(known)], output_dir=None, workers=0, bootstrap=0)["colours"].warnings == ()
 
 

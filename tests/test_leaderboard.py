@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import helpers
-from conftest import COLOURS
-from result_factory import write_result
+from helpers import COLOUR_NAMES
+from helpers import write_result
 from vtde_bench.analysis import leaderboard
 from vtde_bench.render import leaderboard as formats
 from vtde_bench.cli import main
@@ -20,7 +20,7 @@ from vtde_bench.results import load_results, load_rows, read_task_results
 def runs(tmp_path_factory, tiny_vtde, tiny_clip, colour_rows, caption_rows):
     """Two models run in full on a classification and a retrieval task, one of them also with --limit."""
     root = tmp_path_factory.mktemp("leaderboard")
-    cls, ret = helpers.write_colour_cards(root, colour_rows, caption_rows, COLOURS)
+    cls, ret = helpers.write_colour_cards(root, colour_rows, caption_rows, COLOUR_NAMES)
     common = ["run", "--workers", "0", "--bootstrap", "200", "--tasks", str(cls), str(ret)]
     for model in (tiny_vtde, tiny_clip):
         assert main([*common, "--model", str(model), "--output-dir", str(root / "results")]) == 0

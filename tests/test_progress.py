@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 import helpers
-from conftest import COLOURS
+from helpers import COLOUR_NAMES
 from vtde_bench.render.console import RichProgress
 
 TESTS = Path(__file__).resolve().parent
@@ -41,7 +41,7 @@ def test_a_log_gets_a_line_per_stage_and_periodic_counts_with_rate_and_eta():
 
 
 def test_a_run_whose_output_is_a_log_says_what_it_is_doing(tiny_vtde, colour_rows, tmp_path):
-    card = helpers.colour_card(tmp_path, colour_rows, classnames=COLOURS)
+    card = helpers.colour_card(tmp_path, colour_rows, classnames=COLOUR_NAMES)
     done = subprocess.run([sys.executable, "-m", "vtde_bench", "run", "--model", str(tiny_vtde), "--tasks", str(card),
                            "--workers", "0", "--bootstrap", "0", "--no-cache", "--output-dir", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300)
@@ -67,7 +67,7 @@ SLOW_CLI = textwrap.dedent("""
 
 
 def test_ctrl_c_says_how_many_chunks_were_kept_and_a_rerun_resumes(tiny_vtde, colour_rows, tmp_path):
-    card = helpers.colour_card(tmp_path, colour_rows * 4, classnames=COLOURS)
+    card = helpers.colour_card(tmp_path, colour_rows * 4, classnames=COLOUR_NAMES)
     cache = tmp_path / "cache"
     args = ["run", "--model", str(tiny_vtde), "--tasks", str(card), "--workers", "0", "--bootstrap", "0", "--batch-size", "4",
             "--chunk-rows", "8", "--cache-dir", str(cache), "--output-dir", str(tmp_path / "out")]

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 import helpers
-from conftest import COLOURS
+from helpers import COLOUR_NAMES
 from vtde_bench.cli import main
 
 HUB = {"hub": "someone/colours", "revision": "0" * 40}
@@ -191,16 +191,16 @@ def _data_case(case: str, tmp: Path, rows, caption_rows) -> list[str]:
 
     if case == "classes-do-not-match-labels":  # the card names 3 classes, the data has labels up to 5
         card = helpers.colour_card(tmp, rows)
-        (tmp / "colours_classnames.txt").write_text("\n".join(COLOURS[:3]) + "\n")
+        (tmp / "colours_classnames.txt").write_text("\n".join(COLOUR_NAMES[:3]) + "\n")
         return [str(card)]
     if case == "label-out-of-range":
         rows = list(rows)
         rows[4] = (rows[4][0], -1)  # ClassLabel's "no label"
         return [str(helpers.colour_card(tmp, rows))]
     if case == "empty-dataset":
-        helpers.write_parquet(tmp / "empty", "test", [], kind="classification", classnames=COLOURS)
-        return [str(helpers.write_card(tmp / "e.toml", name="e", kind="classification",
-                                       source={"path": "empty", "split": "test", "num_samples": 1}, classnames=COLOURS))]
+        helpers.write_parquet(tmp / "empty", "test", [], kind="zeroshot_classification", classnames=COLOUR_NAMES)
+        return [str(helpers.write_card(tmp / "e.toml", name="e", kind="zeroshot_classification",
+                                       source={"path": "empty", "split": "test", "num_samples": 1}, classnames=COLOUR_NAMES))]
     if case == "missing-split":
         return [str(helpers.colour_card(tmp, rows, split="validation"))]
     if case == "caption-not-text":
@@ -210,15 +210,15 @@ def _data_case(case: str, tmp: Path, rows, caption_rows) -> list[str]:
                                    features=features).to_parquet(str(tmp / "caps" / "test-00000-of-00001.parquet"))
         return [str(helpers.write_card(tmp / "c.toml", name="c", kind="retrieval",
                                        source={"path": "caps", "split": "test", "num_samples": len(caption_rows), "caption_column": "caption"}))]
-    hub_card = helpers.write_card(tmp / "cards" / "colours.toml", name="colours", kind="classification",
-                                  source={**HUB, "split": "test", "num_samples": len(rows)}, classnames=COLOURS)
+    hub_card = helpers.write_card(tmp / "cards" / "colours.toml", name="colours", kind="zeroshot_classification",
+                                  source={**HUB, "split": "test", "num_samples": len(rows)}, classnames=COLOUR_NAMES)
     copy = tmp / "local" / "colours"
     copy.mkdir(parents=True)
     if case == "data-dir-no-layout":
         (copy / "README.md").write_text("the images are somewhere else\n")
     elif case == "data-dir-two-layouts":
-        helpers.write_parquet(copy, "test", rows, kind="classification", classnames=COLOURS)
-        helpers.write_imagefolder(copy, "test", rows, classnames=COLOURS)
+        helpers.write_parquet(copy, "test", rows, kind="zeroshot_classification", classnames=COLOUR_NAMES)
+        helpers.write_imagefolder(copy, "test", rows, classnames=COLOUR_NAMES)
     else:
         raise AssertionError(case)
     return [str(hub_card), "--data-dir", str(tmp / "local")]
@@ -334,7 +334,7 @@ def test_unusual_image_modes_embed_like_their_rgb_pixels(tiny_vtde, tmp_path):
     }
     assert Image.open(io.BytesIO(cases["cmyk"][0])).mode == "CMYK" and Image.open(io.BytesIO(cases["p"][0])).mode == "P"
     assert Image.open(io.BytesIO(cases["i16"][0])).mode.startswith("I")
-    rows = [(blob, i % len(COLOURS)) for i, (blob, _) in enumerate(cases.values())]
+    rows = [(blob, i % len(COLOUR_NAMES)) for i, (blob, _) in enumerate(cases.values())]
     data = load_task_data(load_card(helpers.colour_card(tmp_path, rows)))
     model = load_model(tiny_vtde, device="cpu")
     got = embed_images(model, data, batch_size=4, workers=0, chunk_rows=1024)

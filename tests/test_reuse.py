@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from conftest import COLOURS
+from helpers import COLOUR_NAMES
 from vtde_bench import evaluate
 
 RUN = dict(workers=0, bootstrap=20)
@@ -51,7 +51,7 @@ def test_an_edited_card_is_evaluated_again(world, edit):
     if edit == "templates":
         (card.parent / "colours_templates.txt").write_text("a {c} thing.\n")
     elif edit == "classnames":
-        (card.parent / "colours_classnames.txt").write_text("\n".join(("crimson", *COLOURS[1:])) + "\n")
+        (card.parent / "colours_classnames.txt").write_text("\n".join(("crimson", *COLOUR_NAMES[1:])) + "\n")
     else:
         card.write_text(card.read_text().replace("version = 1", 'version = 1\nmain_metric = "acc5"'))
     result = evaluate(str(model), [str(card)], output_dir=out, **RUN)
@@ -85,7 +85,7 @@ def test_the_same_data_in_another_layout_and_place_is_reused(world, colour_rows)
     """Where the data lies and its layout are not in the profile: the content fingerprint covers the rows."""
     model, card, out, _ = world
     elsewhere = card.parent.parent / "elsewhere"
-    helpers.write_arrow(elsewhere / "colours", "test", colour_rows, kind="classification", classnames=COLOURS)
+    helpers.write_arrow(elsewhere / "colours", "test", colour_rows, kind="zeroshot_classification", classnames=COLOUR_NAMES)
     result = evaluate(str(model), [str(card)], output_dir=out, data_dir=elsewhere, **RUN)
     assert result.skipped == ["colours"] and result["colours"].dataset.layout == "parquet"  # the old result
 

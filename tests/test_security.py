@@ -21,8 +21,8 @@ import pytest
 import torch
 
 import helpers
-from conftest import COLOURS
-from test_known_answers import ColourModel
+from helpers import COLOUR_NAMES
+from helpers import ColourModel
 from vtde_bench import RunOptions, evaluate
 from vtde_bench.cli import main
 from vtde_bench.encoders import load_model
@@ -45,9 +45,6 @@ def last_error(capsys) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def card(tmp_path, colour_rows) -> Path:
-    return helpers.colour_card(tmp_path, colour_rows)
 
 
 # ----------------------------------------------------------------------------- remote code
@@ -172,8 +169,8 @@ def test_task_cards_execute_nothing(tmp_path, colour_rows):
     code = f"__import__('os').system('touch {marker}')"
     classnames = ("red", "green {c.__class__}", "blue $(touch " + str(marker) + ")", code, "{0}", "white")
     templates = ("a photo of a {c}.", "{c.__class__.__mro__} {c!r} {c} %(c)s ${c}", "{{c}} {c}")
-    helpers.write_parquet(tmp_path / "data", "test", colour_rows, kind="classification", classnames=COLOURS)
-    path = helpers.write_card(tmp_path / "cards" / "x.toml", name="colours", kind="classification",
+    helpers.write_parquet(tmp_path / "data", "test", colour_rows, kind="zeroshot_classification", classnames=COLOUR_NAMES)
+    path = helpers.write_card(tmp_path / "cards" / "x.toml", name="colours", kind="zeroshot_classification",
                               source={"path": "../data", "split": "test", "num_samples": len(colour_rows)},
                               classnames=classnames, templates=templates)
     path.write_text(path.read_text().replace("version = 1", f"version = 1\ndescription = {json.dumps(code)}"))
@@ -191,9 +188,9 @@ def test_task_cards_execute_nothing(tmp_path, colour_rows):
 @pytest.mark.parametrize("name", ["../../escaped", "/tmp/escaped", "a/b", ".hidden", ""])
 def test_task_name_cannot_point_results_elsewhere(name, tiny_vtde, tmp_path, colour_rows, capsys):
     """Guards a bug: a card named '../../x' wrote its result two folders above --output-dir."""
-    helpers.write_parquet(tmp_path / "data", "test", colour_rows, kind="classification", classnames=COLOURS)
-    path = helpers.write_card(tmp_path / "cards" / "x.toml", name="x", kind="classification",
-                              source={"path": "../data", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOURS)
+    helpers.write_parquet(tmp_path / "data", "test", colour_rows, kind="zeroshot_classification", classnames=COLOUR_NAMES)
+    path = helpers.write_card(tmp_path / "cards" / "x.toml", name="x", kind="zeroshot_classification",
+                              source={"path": "../data", "split": "test", "num_samples": len(colour_rows)}, classnames=COLOUR_NAMES)
     path.write_text(path.read_text().replace('name = "x"', f"name = {json.dumps(name)}"))
     out = tmp_path / "deep" / "results"
     capsys.readouterr()

@@ -108,7 +108,7 @@ def write_cifar100_parquet(folder: Path, rows) -> None:
 
 def write_layout(layout: str, task, folder: Path, rows) -> None:
     classnames = getattr(task, "classnames", ())
-    kind = "classification" if classnames else "retrieval"
+    kind = task.type
     if layout == "hub-parquet" and task.name == "cifar100":
         write_cifar100_parquet(folder, rows)
     elif layout == "hub-parquet":
@@ -185,9 +185,9 @@ def mirror_repo_cifar10(mirror: Path) -> None:
     """A folder laid out like the uoft-cs/cifar10 hub repo, train split and README included."""
     repo = mirror / "uoft-cs" / "cifar10"
     (task,) = load_tasks("cifar10")
-    helpers.write_parquet(repo, "test", class_rows(12, 10, "png"), kind="classification", classnames=task.classnames,
+    helpers.write_parquet(repo, "test", class_rows(12, 10, "png"), kind="zeroshot_classification", classnames=task.classnames,
                           image_column="img", config="plain_text")
-    helpers.write_parquet(repo, "train", class_rows(6, 10, "png"), kind="classification", classnames=task.classnames,
+    helpers.write_parquet(repo, "train", class_rows(6, 10, "png"), kind="zeroshot_classification", classnames=task.classnames,
                           image_column="img", config="plain_text")
     (repo / "README.md").write_text("---\nconfigs:\n- config_name: plain_text\n---\n")
 

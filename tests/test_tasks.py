@@ -149,7 +149,7 @@ def test_retrieval_defaults(tmp_path):
 
 def test_card_written_by_the_test_helper_loads(tmp_path):
     """tests/helpers.write_card produces a valid card (other tests rely on it)."""
-    path = helpers.write_card(tmp_path / "c" / "colours.toml", name="colours", kind="classification",
+    path = helpers.write_card(tmp_path / "c" / "colours.toml", name="colours", kind="zeroshot_classification",
                               source={"path": "data", "format": "webdataset", "split": "test", "num_samples": 23},
                               classnames=["red", "green", "blue"])
     task = load_card(path)

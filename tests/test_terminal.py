@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from conftest import COLOURS
-from result_factory import write_result
+from helpers import write_result
 from vtde_bench.cli import main
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
