@@ -152,10 +152,21 @@ def evaluate(
     from vtde_bench import engine
     from vtde_bench.cache import EmbeddingCache
     from vtde_bench.dist import Shard
+    from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder
+    from vtde_bench.encoders.load import as_dual_encoder, load_model
     from vtde_bench.evaluators import Context
 
     shard = Shard.current()
-    encoder, load_model_s = _load(model, processor, options, progress)
+    started = time.perf_counter()
+    if not isinstance(model, (str, Path)):
+        encoder = as_dual_encoder(model, processor=processor, device=options.device, precision=options.precision)
+    else:
+        if local_model_folder(str(model), options.revision) is None and hub_model_from_cache(str(model), options.revision):
+            progress.note(f"the Hugging Face Hub cannot be reached; loading {model} from the local hub cache")
+        with progress.bar(f"Loading model {model}", total=None):
+            encoder = load_model(model, revision=options.revision, trust_remote_code=options.trust_remote_code,
+                                 device=options.device, precision=options.precision)
+    load_model_s = time.perf_counter() - started if isinstance(model, (str, Path)) else 0.0
     context = Context(options, EmbeddingCache(options.cache_dir) if options.cache else None, progress)
     versions = engine.library_versions()
     results = Results()
@@ -167,23 +178,6 @@ def evaluate(
         if done.path is not None:
             results.paths[task.name] = done.path
     return results
-
-
-def _load(model: Any, processor: Any, options: RunOptions, progress: Progress) -> tuple[Any, float]:
-    """The model as an `Embedder`, and the seconds loading it took (0 for an object handed in)."""
-    from vtde_bench.encoders.load import as_dual_encoder, load_model
-
-    if not isinstance(model, (str, Path)):
-        return as_dual_encoder(model, processor=processor, device=options.device, precision=options.precision), 0.0
-    from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder
-
-    if local_model_folder(str(model), options.revision) is None and hub_model_from_cache(str(model), options.revision):
-        progress.note(f"the Hugging Face Hub cannot be reached; loading {model} from the local hub cache")
-    started = time.perf_counter()
-    with progress.bar(f"Loading model {model}", total=None):
-        encoder = load_model(model, revision=options.revision, trust_remote_code=options.trust_remote_code,
-                             device=options.device, precision=options.precision)
-    return encoder, time.perf_counter() - started
 
 
 def _with_overrides(options: RunOptions, overrides: dict[str, Any]) -> RunOptions:

@@ -3,7 +3,7 @@
 Without network, and without `HF_HUB_OFFLINE=1`, huggingface_hub retries for 25-50 s before it fails.
 `check_reachable` asks the endpoint (`HF_ENDPOINT`, by default https://huggingface.co) once per
 process, with a short timeout that bounds the name lookup too, and says plainly when it does not answer.
-Light on purpose: it imports no part of huggingface_hub unless asked about its cache.
+Light on purpose: it imports no part of huggingface_hub.
 """
 
 from __future__ import annotations
@@ -62,11 +62,3 @@ def check_reachable(what: str, fix: str) -> None:
     reason = unreachable(endpoint())
     if reason is not None:
         raise UserError(f"{what} needs the Hugging Face Hub, which cannot be reached at {endpoint()} ({reason}); {fix}")
-
-
-def model_is_cached(model: str, revision: str | None) -> bool:
-    """Whether the hub cache holds the model's config at that revision (so it can load without the hub)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(model, "config.json", revision=revision)
-    return isinstance(found, str)

@@ -51,7 +51,15 @@ def hub_model_from_cache(model: str, revision: str | None) -> bool:
 
     if hub.offline() or hub.unreachable(hub.endpoint()) is None:
         return False
-    if hub.model_is_cached(model, revision):
+    if model_is_cached(model, revision):
         return True
     hub.check_reachable(f"--model {model}", "check your network, or give a local save_pretrained folder")
     return False  # pragma: no cover - check_reachable raised
+
+
+def model_is_cached(model: str, revision: str | None) -> bool:
+    """Whether the hub cache holds the model's config at that revision (so it can load without the hub)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(model, "config.json", revision=revision)
+    return isinstance(found, str)
