@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import helpers
-from vtde_bench import imaging as preprocess
+from vtde_bench import imaging
 from vtde_bench.errors import RunFailure, UserError
 from vtde_bench.encoders import ProtocolEncoder, as_dual_encoder, load_model, weights_fingerprint
 
@@ -216,7 +216,7 @@ def test_batched_preprocessing_matches_the_checkpoints_processor(fixture, reques
     images.append(Image.new("RGB", (90, 40), (10, 200, 30)))
     ours = encoder.image_inputs(images)["pixel_values"]
     reference = processor(images=images, return_tensors="pt")["pixel_values"]
-    assert (ours - reference).abs().max() <= preprocess.TOLERANCE
+    assert (ours - reference).abs().max() <= imaging.TOLERANCE
     with torch.no_grad():
         a = encoder.embed_image_inputs({"pixel_values": ours})
         b = encoder.embed_image_inputs({"pixel_values": reference})

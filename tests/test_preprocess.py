@@ -19,7 +19,7 @@ from transformers.models.siglip.image_processing_pil_siglip import SiglipImagePr
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 import helpers
-from vtde_bench import imaging as preprocess
+from vtde_bench import imaging
 from vtde_bench.imaging import decode_image, decode_image_array, to_rgb
 
 STYLES = {  # (torchvision-backed class, PIL-backed class, size arguments for shortest edge s)
@@ -40,28 +40,28 @@ def processor(style: str, backend: str, s: int):
 def test_the_shared_list_holds_every_crop_remainder():
     """At each usual shortest edge, resized long side − crop takes all remainders mod 4; 3 is where floor and round differ."""
     for s in (224, 256, 384):
-        remainders = {(int(s * max(h, w) / min(h, w)) - s) % 4 for h, w in preprocess.rounding_sizes()}
+        remainders = {(int(s * max(h, w) / min(h, w)) - s) % 4 for h, w in imaging.rounding_sizes()}
         assert remainders == {0, 1, 2, 3}, s
-    assert {(427, 640), (640, 427), (334, 500), (375, 500), (311, 97)} <= set(preprocess.rounding_sizes())
+    assert {(427, 640), (640, 427), (334, 500), (375, 500), (311, 97)} <= set(imaging.rounding_sizes())
 
 
 @pytest.mark.parametrize("style", sorted(STYLES))
-@pytest.mark.parametrize("backend", preprocess.BACKENDS)
+@pytest.mark.parametrize("backend", imaging.BACKENDS)
 @pytest.mark.parametrize("s", [224, 256, 384])
 def test_batched_path_equals_the_processor_on_every_rounding_size(style, backend, s):
     proc = processor(style, backend, s)
-    fast = preprocess.TensorImagePreprocessor(proc.to_dict(), resize_with=backend, crop_offset="floor")
-    images = preprocess.probe_images(seed=1)  # not the probe `build` uses
+    fast = imaging.TensorImagePreprocessor(proc.to_dict(), resize_with=backend, crop_offset="floor")
+    images = imaging.probe_images(seed=1)  # not the probe `build` uses
     reference = proc(images=images, return_tensors="pt")["pixel_values"]
     ours = fast(images)["pixel_values"]
     assert ours.shape == reference.shape
-    assert (ours - reference).abs().max().item() <= preprocess.TOLERANCE
+    assert (ours - reference).abs().max().item() <= imaging.TOLERANCE
 
 
 @pytest.mark.parametrize("style", sorted(STYLES))
-@pytest.mark.parametrize("backend", preprocess.BACKENDS)
+@pytest.mark.parametrize("backend", imaging.BACKENDS)
 def test_build_accelerates_each_style_and_backend(style, backend):
-    fast = preprocess.build(processor(style, backend, 224))
+    fast = imaging.build(processor(style, backend, 224))
     assert fast is not None and fast.resize_with == backend
 
 
@@ -70,14 +70,14 @@ def test_a_rounded_crop_offset_is_one_pixel_off_and_the_probe_refuses_it():
     from torchvision.transforms.v2 import functional as tvF
 
     proc = processor("clip", "torchvision", 224)
-    rounded = preprocess.TensorImagePreprocessor(proc.to_dict(), crop_offset="round")
+    rounded = imaging.TensorImagePreprocessor(proc.to_dict(), crop_offset="round")
     assert rounded.crop_box(224, 335) == (0, 56, 224, 224)  # round(55.5) = 56
-    assert preprocess.TensorImagePreprocessor(proc.to_dict()).crop_box(224, 335) == (0, 55, 224, 224)
-    photo = preprocess.probe_images([(427, 640)])
+    assert imaging.TensorImagePreprocessor(proc.to_dict()).crop_box(224, 335) == (0, 55, 224, 224)
+    photo = imaging.probe_images([(427, 640)])
     reference = proc(images=photo, return_tensors="pt")["pixel_values"]
     assert (rounded(photo)["pixel_values"] - reference).abs().max() > 1.0
     # "round" is torchvision's own center_crop, on every size.
-    for h, w in preprocess.rounding_sizes():
+    for h, w in imaging.rounding_sizes():
         resized = torch.zeros(3, *rounded.output_size(h, w))
         top, left, _, _ = rounded.crop_box(*resized.shape[1:])
         marked = resized.clone()
@@ -88,12 +88,12 @@ def test_a_rounded_crop_offset_is_one_pixel_off_and_the_probe_refuses_it():
         def center_crop(self, image, size, **kwargs):
             return tvF.center_crop(image, [size.height, size.width])
 
-    assert preprocess.build(RoundingProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})) is None
+    assert imaging.build(RoundingProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})) is None
 
 
 def test_a_crop_larger_than_the_resized_image_stays_with_the_processor():
     proc = CLIPImageProcessor(size={"shortest_edge": 200}, crop_size={"height": 224, "width": 224})
-    assert preprocess.build(proc) is None
+    assert imaging.build(proc) is None
 
 
 def _png(image: Image.Image, **options) -> bytes:
@@ -132,17 +132,17 @@ def test_transparency_follows_transformers_convert_to_rgb(kind):
         assert not np.array_equal(np.asarray(raw.convert("RGB")), expected)  # the rule matters for this image
 
 
-@pytest.mark.parametrize("backend", preprocess.BACKENDS)
+@pytest.mark.parametrize("backend", imaging.BACKENDS)
 def test_both_paths_give_the_processors_pixels_for_transparent_pngs(backend):
     """The processor fed the file as opened (its own convert_to_rgb) = our batched path = our processor path."""
     proc = processor("clip", backend, 32)
-    fast = preprocess.build(proc)
+    fast = imaging.build(proc)
     assert fast is not None
     blobs = list(transparent_pngs().values())
     reference = proc(images=[Image.open(io.BytesIO(b)) for b in blobs], return_tensors="pt")["pixel_values"]
     batched = fast([decode_image_array(b) for b in blobs])["pixel_values"]
     via_processor = proc(images=[decode_image(b) for b in blobs], return_tensors="pt")["pixel_values"]
-    assert (batched - reference).abs().max().item() <= preprocess.TOLERANCE
+    assert (batched - reference).abs().max().item() <= imaging.TOLERANCE
     assert torch.equal(via_processor, reference)
 
 
@@ -175,7 +175,7 @@ def test_photo_sized_images_embed_as_through_the_processor(tiny_clip, tmp_path):
     fast, encoder.batched_images = encoder.batched_images, None
     plain = embed_images(encoder, data, batch_size=5, workers=1, chunk_rows=1024).embeddings
     torch.testing.assert_close(batched, plain, atol=1e-5, rtol=0)
-    fast.crop_offset = preprocess.CROP_OFFSET["round"]
+    fast.crop_offset = imaging.CROP_OFFSET["round"]
     encoder.batched_images = fast
     rounded = embed_images(encoder, data, batch_size=5, workers=0, chunk_rows=1024).embeddings
     assert (rounded - plain).abs().max() > 1e-3
