@@ -259,7 +259,6 @@ def randomise(model: FlaxPreTrainedModel, seed: int) -> None:
     model.params = unflatten_dict(flat)
 
 
-
 def save_golden(folder: Path, names: list[str], pixel_values: np.ndarray, text_inputs: dict, image_embeds, text_embeds,
                 **extra) -> None:
     arrays = {

@@ -25,7 +25,6 @@ import pytest  # noqa: E402
 import helpers  # noqa: E402
 
 
-
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")

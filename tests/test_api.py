@@ -15,8 +15,6 @@ from vtde_bench.cli import main
 TASKS = ("colours", "captions")
 
 
-
-
 @pytest.fixture(scope="module")
 def cli_run(tiny_vtde, cards, tmp_path_factory):
     """`vtde-bench run` on both cards, with its own empty embedding cache: (output folder, stdout)."""
@@ -77,6 +75,7 @@ def test_results_render_as_the_cli_table_and_convert_to_a_dataframe(tiny_vtde, c
     console.print(results)  # what rich.print(results) shows in a terminal or notebook
     shown = console.export_text()
     # Same titles, columns and scores as the CLI's table; only the img/s and time cells differ.
+
     def without_timings(text: str) -> list[str]:
         return ["│".join(line.split("│")[:-3]) if line.startswith("│") else line for line in text.splitlines()]
 

@@ -19,8 +19,6 @@ from vtde_bench.cache import Chunk, EmbeddingCache
 from vtde_bench.cli import main
 
 
-
-
 def run(model, card, out, cache, *extra):
     return main(["run", "--model", str(model), "--tasks", str(card), "--output-dir", str(out), "--cache-dir", str(cache),
                  "--workers", "0", "--batch-size", "4", "--chunk-rows", "8", "--bootstrap", "0", *extra])

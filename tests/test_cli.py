@@ -15,8 +15,6 @@ from helpers import COLOUR_NAMES
 from vtde_bench.cli import main
 
 
-
-
 def run(*args: str) -> int:
     return main(["run", "--workers", "0", *args])
 

@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 N = 200  # images in the synthetic task
 
 
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory, tiny_vtde, cards):
     """A real run of the tiny dual encoder on both tasks (baseline), and a copy of it (a candidate that equals it)."""

@@ -228,8 +228,6 @@ def test_convert_refuses_an_existing_folder(tmp_path, capsys):
 # ----------------------------------------------------------------------------- vtde-bench run
 
 
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_run_evaluates_a_flax_folder_end_to_end(name, cards, tmp_path):
     out = tmp_path / "results"

@@ -26,8 +26,6 @@ from vtde_bench.integrations import TrainingEncoder, ZeroShotEvalCallback
 OPTIONS = RunOptions(output_dir=None, cache=False, bootstrap=0, workers=0, batch_size=8)
 
 
-
-
 @pytest.fixture
 def lit(tiny_vtde):
     """The tiny dual encoder with its image tower locked, as under LiT."""

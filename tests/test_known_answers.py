@@ -19,7 +19,6 @@ from helpers import COLOUR_NAMES, ColourModel
 from vtde_bench import RunOptions, evaluate
 
 
-
 def options(tmp_path):
     return RunOptions(output_dir=tmp_path / "results", workers=0, batch_size=4)
 

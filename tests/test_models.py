@@ -191,6 +191,7 @@ def test_out_of_memory_halves_the_batch_and_remembers(tiny_vtde, monkeypatch):
     monkeypatch.setattr(encoder.model, "get_image_features", limited)
     torch.testing.assert_close(encoder.encode_images(IMAGES * 3), reference)
     assert encoder.max_batch == 2  # 9 → 4 → 2
+
     def never_fits(pixel_values, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 

@@ -49,6 +49,7 @@ def decode_image(data: bytes) -> Image.Image:
         image = Image.fromarray(np.clip(np.rint(array / top * 255.0), 0, 255).astype(np.uint8), mode="L")
     return to_rgb(image)
 
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """RGB pixels as transformers' `convert_to_rgb` makes them, which every transformers processor applies.
 
@@ -61,6 +62,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
     return image if image.mode == "RGB" else image.convert("RGB")
+
 
 def decode_image_array(data: bytes) -> Any:
     """`decode_image`'s pixels as an (H, W, 3) uint8 tensor, for the batched preprocessing.
@@ -83,6 +85,7 @@ def decode_image_array(data: bytes) -> Any:
             pass  # Pillow decides, and words the error
     return torch.from_numpy(np.array(decode_image(data)))
 
+
 def _torchvision_jpeg(data: bytes) -> Any:
     import warnings
 
@@ -94,6 +97,7 @@ def _torchvision_jpeg(data: bytes) -> Any:
         # go, the ImportError turns this path off (`_torchvision_jpeg_is_exact`).
         warnings.simplefilter("ignore", DeprecationWarning)
         return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB).permute(1, 2, 0)
+
 
 @functools.cache
 def _torchvision_jpeg_is_exact() -> bool:
@@ -121,7 +125,6 @@ def _torchvision_jpeg_is_exact() -> bool:
 
 
 # ----------------------------------------------------------------------------- batched preprocessing
-
 
 
 TOLERANCE = 1e-4  # max abs difference after normalisation: float rounding only, never a pixel moved

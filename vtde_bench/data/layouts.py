@@ -34,6 +34,7 @@ def detect_layouts(folder: Path) -> list[str]:
         found.append("imagefolder")
     return found
 
+
 def local_layout(folder: Path, forced: str = "auto") -> str:
     if not folder.is_dir():
         raise UserError(f"data folder {folder} does not exist; check the path (or run 'vtde-bench download')")
@@ -48,6 +49,7 @@ def local_layout(folder: Path, forced: str = "auto") -> str:
         )
     return layouts[0]
 
+
 def _load_arrow(folder: Path, split: str) -> Any:
     import datasets
 
@@ -57,6 +59,7 @@ def _load_arrow(folder: Path, split: str) -> Any:
             raise UserError(f"{folder} has no split '{split}' (it has: {', '.join(loaded)}); fix source.split in the card")
         return loaded[split]
     return loaded
+
 
 def _split_files(folder: Path, pattern: str, split: str, config: str | None) -> list[str]:
     root = folder / config if config and (folder / config).is_dir() else folder
@@ -73,8 +76,10 @@ def _split_files(folder: Path, pattern: str, split: str, config: str | None) -> 
         )
     return [str(p) for p in files]
 
+
 def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
 
 def _webdataset_features(task: TaskSpec) -> Any:
     """The columns read from CLIP_benchmark shards, declared: `datasets` otherwise infers them from a shard's first
@@ -85,6 +90,7 @@ def _webdataset_features(task: TaskSpec) -> Any:
     return datasets.Features({"__key__": datasets.Value("string"), "__url__": datasets.Value("string"),
                               **{c: datasets.Image(decode=False) for c in WDS_IMAGE_COLUMNS}, **target})
 
+
 def _load_files(builder: str, folder: Path, pattern: str, split: str, config: str | None, features: Any = None) -> Any:
     import datasets
 
@@ -93,6 +99,7 @@ def _load_files(builder: str, folder: Path, pattern: str, split: str, config: st
         return datasets.load_dataset(builder, data_files={split: files}, split=split, features=features)
     except ValueError as e:  # also pyarrow's ArrowInvalid; `datasets` raises these for files with no rows
         raise UserError(f"{folder}: cannot read the {pattern} files of split '{split}' ({e}); are they empty or damaged?") from None
+
 
 def _load_imagefolder(folder: Path, split: str) -> Any:
     import datasets
@@ -106,6 +113,7 @@ def _load_imagefolder(folder: Path, split: str) -> Any:
         root = folder  # <class>/<image>, no split folders
     # Name the files: otherwise `datasets` reads class folders such as 'train' or 'bullet train' as splits.
     return datasets.load_dataset("imagefolder", data_dir=str(root), data_files={"train": "**"}, split="train")
+
 
 def _load_hub(task: TaskSpec) -> Any:
     import datasets

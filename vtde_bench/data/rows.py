@@ -16,6 +16,7 @@ from vtde_bench.progress import NullProgress, Progress
 if TYPE_CHECKING:
     from vtde_bench.cache import EmbeddingCache
 
+
 @dataclass
 class TaskData:
     """A task's rows in canonical form; images stay on disk until asked for.
@@ -86,8 +87,10 @@ class TaskData:
         columns = self.image_columns[0] if len(self.image_columns) == 1 else list(self.image_columns)
         return {"kind": "image-hashes", "files": identity, "rows": len(self), "column": columns}
 
+
 def _first(values: Sequence[Any]) -> Any:
     return next((v for v in values if v is not None), None)
+
 
 def _as_bytes(value: Any, key: str, columns: Sequence[str]) -> bytes:
     if isinstance(value, (bytes, bytearray)):
@@ -99,6 +102,7 @@ def _as_bytes(value: Any, key: str, columns: Sequence[str]) -> bytes:
             return Path(value["path"]).read_bytes()
     where = f"column '{columns[0]}'" if len(columns) == 1 else f"any of the columns {', '.join(columns)}"
     raise UserError(f"image {key!r} holds no image bytes or path in {where}; check the image column (or the shard's files)")
+
 
 def content_fingerprint(image_hashes: Sequence[str], targets: Sequence[Any]) -> str:
     """sha256 over the rows sorted by (image sha256, label or captions).

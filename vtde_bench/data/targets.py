@@ -12,12 +12,14 @@ from vtde_bench.data.layouts import WDS_IMAGE_COLUMNS
 from vtde_bench.errors import UserError
 from vtde_bench.spec import SORTED_FOLDERS, TaskSpec
 
+
 @dataclass(frozen=True)
 class Columns:
     images: tuple[str, ...]
     target: str
     key: str | None
     captions_are_lines: bool = False
+
 
 def columns_for(task: TaskSpec, layout: str, dataset: Any) -> Columns:
     target = task.source.label_column if needs_labels(task) else task.source.caption_column
@@ -27,10 +29,12 @@ def columns_for(task: TaskSpec, layout: str, dataset: Any) -> Columns:
         return Columns(("image",), "label", None)
     return Columns((task.source.image_column,), target or "", task.source.key_column)
 
+
 def needs_labels(task: TaskSpec) -> bool:
     """What the task's kind needs of each row (`kinds.NEEDS`): an integer label in [0, C) (its spec has `classnames`),
     else one or more captions."""
     return task.kind.needs == "labels"
+
 
 def check_columns(task: TaskSpec, dataset: Any, columns: Columns, where: str) -> None:
     for role, name in (*(("image_column", c) for c in columns.images), ("label/caption column", columns.target),
@@ -39,6 +43,7 @@ def check_columns(task: TaskSpec, dataset: Any, columns: Columns, where: str) ->
             raise UserError(
                 f"task {task.name}: {where} has no column '{name}' ({role}); it has {', '.join(dataset.column_names)}"
             )
+
 
 def imagefolder_labels(task: TaskSpec, dataset: Any) -> list[int]:
     """Map imagefolder folder names to the card's class indices.
@@ -76,6 +81,7 @@ def imagefolder_labels(task: TaskSpec, dataset: Any) -> list[int]:
         mapping = _folder_indices(task, names, list(task.classnames), "the card's class names", fix)
     return [mapping[x] for x in column(dataset, "label")]
 
+
 def _folder_indices(task: TaskSpec, names: list[str], choices: list[str], what: str, fix: str) -> list[int]:
     lookup = {name: i for i, name in reversed(list(enumerate(choices)))}
     for name in names:
@@ -85,6 +91,7 @@ def _folder_indices(task: TaskSpec, names: list[str], choices: list[str], what: 
             raise UserError(f"task {task.name}: the imagefolder's class folder {name!r} is not in {what}{close} "
                             f"({fix})")
     return [lookup[n] for n in names]
+
 
 def captions_of(task: TaskSpec, values: Sequence[Any], keys: list[str], lines: bool) -> list[list[str]]:
     """Each row's captions exactly as the source holds them, blank ones included, as CLIP_benchmark reads them
@@ -105,6 +112,7 @@ def captions_of(task: TaskSpec, values: Sequence[Any], keys: list[str], lines: b
         out.append(caps)
     return out
 
+
 def labels_of(task: TaskSpec, values: Sequence[Any], keys: list[str]) -> list[int]:
     labels = []
     for key, value in zip(keys, values):
@@ -118,9 +126,11 @@ def labels_of(task: TaskSpec, values: Sequence[Any], keys: list[str]) -> list[in
         labels.append(value)
     return labels
 
+
 def column(dataset: Any, name: str) -> list[Any]:
     """One column as a list, formatted in one batch (`dataset[name]` formats row by row: ~5x slower)."""
     return dataset.select_columns([name])[:][name]
+
 
 def row_keys(dataset: Any, columns: Columns, layout: str, folder: Path | None) -> list[str]:
     if columns.key is not None:

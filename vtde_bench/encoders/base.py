@@ -20,6 +20,7 @@ class DualEncoder(Protocol):
 
     def encode_texts(self, texts: list[str]) -> Tensor: ...
 
+
 class Embedder(Protocol):
     """What the embedding loop drives: CPU preprocessing (may run in workers), then the model.
 
@@ -46,6 +47,7 @@ class Embedder(Protocol):
 
     def embed_text_inputs(self, inputs: dict[str, Any]) -> Tensor: ...
 
+
 @dataclass
 class ModelInfo:
     """Provenance of a loaded model, recorded in every result."""
@@ -67,6 +69,7 @@ class ModelInfo:
             return self.path.replace("/", "__")
         name = Path(self.path).resolve().name or "model"
         return f"{name}-{(self.weights_fingerprint or 'unknown')[:8]}"
+
 
 def weights_fingerprint(state_dict: dict[str, Tensor]) -> str:
     """sha256 over the sorted (name, dtype, shape, bytes) of every tensor of a state dict."""

@@ -25,6 +25,7 @@ def resolve_device(device: str) -> torch.device:
         raise UserError("--device mps was asked for but Apple's MPS is not available here; use --device cpu (or auto)")
     return torch.device(device)
 
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto` is bf16 autocast on CUDA (fp16 where bf16 is unsupported) and fp32 elsewhere."""
     if precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -34,6 +35,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
+
 
 def wants_channels_last(model: Any, device: torch.device) -> bool:
     """Whether to run the model channels-last: for convolutional image towers on CUDA.

@@ -26,11 +26,13 @@ from vtde_bench.errors import RunFailure, UserError
 # last position, so padding to the longest text in a batch changes the embeddings.
 _PAD_TO_MAX_LENGTH = {"siglip", "siglip2"}
 
+
 def accepted_inputs(fn: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """Keep the processor outputs that the feature method (or a module's forward) names as parameters."""
     target = fn.forward if isinstance(fn, torch.nn.Module) else fn  # a module is called whole, so its hooks run
     names = {p.name for p in inspect.signature(target).parameters.values() if p.kind != p.VAR_KEYWORD}
     return {k: v for k, v in inputs.items() if k in names}
+
 
 def _features(output: Any) -> Tensor:
     # transformers 5 returns an output object whose pooler_output is the projected
@@ -44,6 +46,7 @@ def _features(output: Any) -> Tensor:
         if isinstance(getattr(output, name, None), Tensor):
             return getattr(output, name)
     raise RunFailure(f"the model's feature method returned {type(output).__name__}, which holds no embedding tensor")
+
 
 class HFDualEncoder:
     """A transformers dual encoder (`VisionTextDualEncoderModel`, `CLIPModel`, `SiglipModel`, ...).
@@ -198,8 +201,10 @@ class HFDualEncoder:
     def encode_texts(self, texts: list[str]) -> Tensor:
         return self.embed_text_inputs(self.text_inputs(texts))
 
+
 # Options that say where a tokenizer was loaded from, not how it tokenizes.
 _LOCATION_OPTIONS = {"name_or_path", "is_local", "local_files_only", "processor_class", "cache_dir", "revision", "token"}
+
 
 def _tokenizer_definition(tokenizer: Any) -> str:
     """Everything that decides a tokenizer's ids, as text, whatever folder it was loaded from."""
@@ -215,6 +220,7 @@ def _tokenizer_definition(tokenizer: Any) -> str:
                if k not in _LOCATION_OPTIONS and not k.endswith("_file")}
     return vocabulary + "|" + json.dumps(options, sort_keys=True, default=repr)
 
+
 def check_processor(processor: Any, where: str, fix: str = "save the processor, tokenizer included, with the model "
                     "(processor.save_pretrained)") -> None:
     """A processor with both an image processor and a tokenizer that has a vocabulary.
@@ -227,6 +233,7 @@ def check_processor(processor: Any, where: str, fix: str = "save the processor, 
                         f"and a tokenizer; give a dual-encoder processor (e.g. VisionTextDualEncoderProcessor)")
     if len(processor.tokenizer) <= len(set(processor.tokenizer.all_special_ids)):
         raise UserError(f"{where}: the tokenizer holds only its {len(processor.tokenizer)} special tokens (no vocabulary files); {fix}")
+
 
 def check_dual_encoder(model: Any, path: str) -> None:
     for method in ("get_image_features", "get_text_features"):

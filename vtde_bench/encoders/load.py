@@ -39,6 +39,7 @@ def as_dual_encoder(model: Any, *, processor: Any = None, device: str = "auto", 
         "with its processor, or an object with encode_images and encode_texts"
     )
 
+
 def load_model(
     path: str | Path,
     *,

@@ -17,6 +17,7 @@ def type_label(kind: str) -> str:
     definition = find_kind(kind)
     return f"{definition.short if definition is not None else kind} avg"
 
+
 def to_frame(board: Leaderboard):
     """A DataFrame, one row per leaderboard row; fractions. `section` is "main" (ranked runs and labelled
     published/imported rows, which have no rank) or "flagged" (never ranked; `flags` says why)."""
@@ -36,11 +37,13 @@ def to_frame(board: Leaderboard):
     frame["rank"] = frame["rank"].astype("Int64")
     return frame
 
+
 def to_csv(board: Leaderboard) -> str:
     """CSV of `to_frame` (fractions; empty cells for missing values)."""
     buffer = io.StringIO()
     to_frame(board).to_csv(buffer, index=False)
     return buffer.getvalue()
+
 
 def to_json(board: Leaderboard) -> str:
     """JSON with `units: "fractions"`, the task columns and every row with its scores, intervals, averages and flags."""
@@ -56,6 +59,7 @@ def to_json(board: Leaderboard) -> str:
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
+
 def percent_cell(value: float | None, interval: tuple[float, float] | None = None) -> str:
     """A score in percent with two decimals, and ± half the 95% interval's width in points when known."""
     if value is None:
@@ -63,9 +67,11 @@ def percent_cell(value: float | None, interval: tuple[float, float] | None = Non
     text = f"{100 * value:.2f}"
     return text + (f" ±{50 * (interval[1] - interval[0]):.1f}" if interval else "")
 
+
 def header(board: Leaderboard) -> list[str]:
     """Column titles shared by the markdown, rich and HTML tables."""
     return ["rank", "model", "source", *[c.task for c in board.columns], *[type_label(k) for k in board.task_types], "average"]
+
 
 def cells(board: Leaderboard, row: Row) -> list[str]:
     """One row's cells under `header`, in percent."""
@@ -75,13 +81,16 @@ def cells(board: Leaderboard, row: Row) -> list[str]:
         *[percent_cell(row.averages.get(k)) for k in board.task_types], percent_cell(row.average),
     ]
 
+
 TEXT_COLUMNS = frozenset({"model", "source", "why not ranked"})  # left-aligned; every other column is a number
+
 
 def section(board: Leaderboard, rows: list[Row], *, flagged: bool) -> tuple[list[str], list[list[str]]]:
     """Titles and cells of the ranked table, or of the flagged one (no rank; a "why not ranked" column)."""
     if not flagged:
         return header(board), [cells(board, r) for r in rows]
     return [*header(board)[1:], "why not ranked"], [[*cells(board, r)[1:], "; ".join(r.flags)] for r in rows]
+
 
 def _markdown_table(titles: list[str], lines: list[list[str]]) -> str:
     def escape(text: str) -> str:
@@ -91,6 +100,7 @@ def _markdown_table(titles: list[str], lines: list[list[str]]) -> str:
     out = ["| " + " | ".join(titles) + " |", "| " + " | ".join(align) + " |"]
     out += ["| " + " | ".join(escape(c) for c in line) + " |" for line in lines]
     return "\n".join(out)
+
 
 def to_markdown(board: Leaderboard) -> str:
     """Markdown: the ranked table, then the flagged rows with their reasons; scores in percent."""
