@@ -3,6 +3,7 @@ hub cache still loads from there. Real subprocesses with `HF_ENDPOINT` at local 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -72,5 +73,6 @@ def test_a_model_in_the_hub_cache_loads_when_the_hub_cannot_be_reached(tmp_path,
     done, _ = cli(tmp_path, f"http://127.0.0.1:{port}", "run", "--model", "org/tiny", "--tasks", str(card), "--workers", "0",
                   "--bootstrap", "0", "--no-cache")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "loading org/tiny from the local hub cache" in done.stderr
-    assert (tmp_path / "results" / "org__tiny" / "colours.json").is_file()
+    assert "loaded org/tiny from the local hub cache" in done.stderr
+    result = json.loads((tmp_path / "results" / "org__tiny" / "colours.json").read_text())
+    assert result["model"]["loaded_from"].startswith("hub cache")  # the provenance says so too

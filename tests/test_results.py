@@ -125,6 +125,22 @@ def test_bad_result_files_are_reported(tmp_path, text, message):
         read_result(path)
 
 
+@pytest.mark.parametrize("section, key, value", [("dataset", "fingerprint", None), ("dataset", "source", 3),
+                                                ("dataset", "num_images", "23"), ("dataset", "num_texts", True),
+                                                ("run", "precision", None), ("run", "device", None)])
+def test_a_result_lacking_a_required_field_is_damaged_not_filled_in(tmp_path, section, key, value):
+    """Guards a bug: a missing fingerprint or image count was read as "" or 0, as if the result said so."""
+    data = json.loads(json.dumps(SCHEMA_1))
+    if value is None:
+        del data[section][key]
+    else:
+        data[section][key] = value
+    path = tmp_path / "colours.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=rf"damaged result \('{section}\.{key}' is missing or not"):
+        read_result(path)
+
+
 def test_find_existing_matches_on_weights_data_and_profile(tmp_path):
     path = write_result(make_result(), tmp_path)
     same = dict(weights="w" * 64, dataset="d" * 64, profile=PROFILE.fingerprint)

@@ -152,7 +152,6 @@ def evaluate(
     from vtde_bench import engine
     from vtde_bench.cache import EmbeddingCache
     from vtde_bench.dist import Shard
-    from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder
     from vtde_bench.encoders.load import as_dual_encoder, load_model
     from vtde_bench.evaluators import Context
 
@@ -161,11 +160,11 @@ def evaluate(
     if not isinstance(model, (str, Path)):
         encoder = as_dual_encoder(model, processor=processor, device=options.device, precision=options.precision)
     else:
-        if local_model_folder(str(model), options.revision) is None and hub_model_from_cache(str(model), options.revision):
-            progress.note(f"the Hugging Face Hub cannot be reached; loading {model} from the local hub cache")
         with progress.bar(f"Loading model {model}", total=None):
             encoder = load_model(model, revision=options.revision, trust_remote_code=options.trust_remote_code,
                                  device=options.device, precision=options.precision)
+        if "loaded_from" in encoder.info.extra:
+            progress.note(f"the Hugging Face Hub cannot be reached; loaded {model} from the local hub cache")
     load_model_s = time.perf_counter() - started if isinstance(model, (str, Path)) else 0.0
     context = Context(options, EmbeddingCache(options.cache_dir) if options.cache else None, progress)
     versions = engine.library_versions()

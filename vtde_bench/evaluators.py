@@ -26,7 +26,7 @@ from vtde_bench.spec import TaskSpec
 
 @dataclass
 class Outcome:
-    """What a task's evaluation measured; the runner adds provenance and makes a `TaskResult`."""
+    """What a task's evaluation measured; the engine adds provenance and makes a `TaskResult`."""
 
     metrics: dict[str, float]
     samples: pd.DataFrame

@@ -1,4 +1,4 @@
-"""The regression gate: a candidate's results against a baseline's, metric by metric. Pure logic; writers in `compare_writers`.
+"""The regression gate: a candidate's results against a baseline's, metric by metric. Pure logic; reports in `render.compare`.
 
 A metric regresses when baseline − candidate > tolerance (absolute, in percentage points). With
 `paired=True` and both runs on the same dataset fingerprint, the per-sample files give a paired
@@ -14,7 +14,7 @@ from typing import Sequence
 
 from vtde_bench.results import OURS, TaskResult, load_rows, samples_path
 from vtde_bench.errors import RunFailure, UserError
-from vtde_bench.kinds import Kind, find_kind, metric
+from vtde_bench.kinds import Kind, find_kind
 
 REGRESSED, IMPROVED, OK, NOT_SIGNIFICANT = "regressed", "improved", "ok", "not significant"
 
@@ -198,12 +198,13 @@ def compare(
             points = (100 * interval[0], 100 * interval[1]) if interval else None
             row = MetricComparison(task, name, name == b.main_metric, b.metrics[name], c.metrics[name],
                                    b.intervals.get(name), c.intervals.get(name), points, "")
-            rows.append(_with_verdict(row, tolerance_points))
+            rows.append(_with_verdict(row, tolerance_points, find_kind(b.task_type)))
     return Comparison(next(iter(cand.values())).model_name, next(iter(base.values())).model_name, tolerance_points, paired,
                       rows, notes)
 
 
-def _with_verdict(row: MetricComparison, tolerance: float) -> MetricComparison:
-    definition = metric(row.metric)
+def _with_verdict(row: MetricComparison, tolerance: float, kind: Kind | None) -> MetricComparison:
+    """The row with its verdict, in the direction the result's kind gives the metric (higher is better without one)."""
+    definition = next((m for m in kind.metrics if m.name == row.metric), None) if kind is not None else None
     better_higher = definition.higher_is_better if definition is not None else True
     return replace(row, verdict=_verdict(row.delta, tolerance, row.paired_interval, higher_is_better=better_higher))

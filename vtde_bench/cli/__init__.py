@@ -1,4 +1,4 @@
-"""The `vtde-bench` command: parse arguments, call the API, hand results to the report layer.
+"""The `vtde-bench` command: parse arguments, call the API, hand what comes back to `render`.
 
 Heavy libraries (torch, transformers, datasets) are imported only inside the
 subcommands that need them, so `--help` and `tasks` are instant.

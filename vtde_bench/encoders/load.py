@@ -106,6 +106,7 @@ def load_model(
         revision=revision,
         resolved_commit=getattr(config, "_commit_hash", None),
         is_local=local,
+        extra={"loaded_from": "hub cache (the hub could not be reached)"} if hub_args.get("local_files_only") else {},
     )
     return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from vtde_bench.errors import UserError
 from vtde_bench.kinds import Kind, kind_of_clip_benchmark_task, kind_of_metrics
-from vtde_bench.results.records import OURS, ScoreRow, TaskResult
+from vtde_bench.results.records import ScoreRow, TaskResult
 from vtde_bench.results.store import read_json
 
 
@@ -184,8 +184,3 @@ def load_rows(paths: Iterable[str | Path] | str | Path, *, published: bool = Fal
 def read_task_results(paths: Iterable[str | Path] | str | Path) -> list[TaskResult]:
     """Our own results under `paths` (imported rows are left out)."""
     return [r for r in load_rows(paths) if isinstance(r, TaskResult)]
-
-
-def is_ours(row: ScoreRow) -> bool:
-    """A result of our own runs (ranked, comparable), not an imported row."""
-    return row.source == OURS

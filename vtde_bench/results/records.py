@@ -118,10 +118,6 @@ class DatasetRecord:
     def from_json(cls, data: Mapping[str, Any]) -> "DatasetRecord":
         known = _known(cls, data)
         known["bad_image_keys"] = tuple(known.get("bad_image_keys") or ())
-        known.setdefault("source", data.get("hub") or "?")
-        known.setdefault("fingerprint", "")
-        known.setdefault("num_images", 0)
-        known.setdefault("num_texts", 0)
         return cls(**known)
 
 
@@ -158,8 +154,6 @@ class RunRecord:
     def from_json(cls, data: Mapping[str, Any]) -> "RunRecord":
         known = _known(cls, data)
         profile = known.pop("profile", None)
-        known.setdefault("precision", "?")
-        known.setdefault("device", "?")
         return cls(**known, profile=Profile.from_dict(profile) if isinstance(profile, Mapping) else None)
 
 
@@ -283,11 +277,14 @@ def _damage(data: Mapping[str, Any]) -> str | None:
     for name in ("task", "model", "dataset", "metrics", "run"):
         if not isinstance(data[name], dict):
             return f"'{name}' is {type(data[name]).__name__}, not an object"
-    for section, key in (("task", "name"), ("task", "type"), ("task", "main_metric"), ("model", "slug"), ("model", "path")):
+    for section, key in (("task", "name"), ("task", "type"), ("task", "main_metric"), ("model", "slug"), ("model", "path"),
+                         ("dataset", "source"), ("dataset", "fingerprint"), ("run", "precision"), ("run", "device")):
         if not isinstance(data[section].get(key), str):
             return f"'{section}.{key}' is missing or not text"
-    if not isinstance(data["task"].get("version"), int):
-        return "'task.version' is missing or not an integer"
+    for section, key in (("task", "version"), ("dataset", "num_images"), ("dataset", "num_texts")):
+        value = data[section].get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"'{section}.{key}' is missing or not an integer"
     bad = [k for k, v in data["metrics"].items() if not fraction(v)]
     if bad:
         return f"metric '{bad[0]}' is {data['metrics'][bad[0]]!r}, not a fraction in [0, 1]"
