@@ -127,8 +127,8 @@ def test_html_is_self_contained_with_a_chart_per_task(runs, tmp_path, capsys):
 
 def test_published_rows_are_labelled_sorted_and_unranked(tmp_path, capsys):
     """Synthetic cifar10 results: published rows sit between them by score, with no rank, cut to our tasks."""
-    write_result(tmp_path / "r", slug="strong", task="cifar10", metrics={"acc1": 0.98, "acc5": 0.99, "mean_per_class_recall": 0.95},
-                 intervals={"acc1": [0.97, 0.99], "acc5": [0.98, 1.0], "mean_per_class_recall": [0.94, 0.96]})
+    write_result(tmp_path / "r", slug="strong", task="cifar10", metrics={"acc1": 0.995, "acc5": 0.999, "mean_per_class_recall": 0.95},
+                 intervals={"acc1": [0.985, 1.0], "acc5": [0.98, 1.0], "mean_per_class_recall": [0.94, 0.96]})
     write_result(tmp_path / "r", slug="weak", task="cifar10", metrics={"acc1": 0.5, "acc5": 0.9, "mean_per_class_recall": 0.5})
     data = board_json(str(tmp_path / "r"), capsys=capsys)
     assert [t["name"] for t in data["tasks"]] == ["cifar10"]  # published flickr30k etc. add no columns
@@ -136,14 +136,14 @@ def test_published_rows_are_labelled_sorted_and_unranked(tmp_path, capsys):
     assert [r["model"] for r in rows][0] == "strong" and rows[-1]["model"] == "weak"
     assert rows[0]["rank"] == 1 and rows[-1]["rank"] == 2
     published = rows[1:-1]
-    assert len(published) == 5 and all(r["source"] == "published" and r["rank"] is None for r in published)
+    assert len(published) == 7 and all(r["source"] == "published" and r["rank"] is None for r in published)
     assert all("published" in r["model"] for r in published)
     assert [r["scores"]["cifar10"] for r in published] == sorted((r["scores"]["cifar10"] for r in published), reverse=True)
     assert all(r["intervals"] == {} for r in published)  # fields they lack stay empty
     capsys.readouterr()
     assert main(["leaderboard", str(tmp_path / "r"), "--format", "markdown"]) == 0
     text = capsys.readouterr().out
-    assert "| 1 | strong | vtde-bench | 98.00 ±1.0 |" in text and "|  | ViT-B-32 / openai (open_clip, published) | published | 89.83 |" in text
+    assert "| 1 | strong | vtde-bench | 99.50 ±0.8 |" in text and "|  | ViT-B-32 / openai (open_clip, published) | published | 89.83 |" in text
 
 
 def test_different_dataset_or_task_version_is_flagged(tmp_path, capsys):

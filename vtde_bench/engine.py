@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtde_bench import bootstrap
-from vtde_bench.data import TaskData, load_task_data
+from vtde_bench.data import TaskData, bind_task, load_task_data
 from vtde_bench.dist import Shard
 from vtde_bench.embedding import default_workers
 from vtde_bench.evaluators import Context, Outcome, evaluate_task
@@ -58,6 +58,7 @@ def run_task(task: TaskSpec, model: Embedder, context: Context, *, shard: Shard,
     options, progress = context.options, context.progress
     started = time.perf_counter()
     with progress.bar(f"Loading data for {task.name}", total=None):
+        task = bind_task(task, options.data_dir)  # what the card takes from the source's own files (class names)
         data = load_task_data(task, data_dir=options.data_dir, limit=options.limit, progress=progress, cache=context.cache)
     data_seconds = time.perf_counter() - started
     profile = run_profile(task, model, limit=options.limit, bootstrap=options.bootstrap, bootstrap_seed=BOOTSTRAP_SEED,

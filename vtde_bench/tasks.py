@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -135,7 +135,8 @@ def registry() -> dict[str, Path]:
 
 AGGREGATES = ("mean", "size-weighted")  # how a group's tasks average: plainly, or weighted by each task's num_samples
 INCOMPLETE = ("unranked", "zero")  # a row missing a task: listed without rank or average, or the task counts as 0
-_GROUP_KEYS = {"tasks": list, "aggregate": str, "incomplete": str, "description": str}
+_GROUP_KEYS = {"tasks": list, "aggregate": str, "incomplete": str, "description": str, "pending": list, "metrics": dict,
+               "categories": dict}
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,19 @@ class Group:
     aggregate: str = "mean"
     incomplete: str = "unranked"
     description: str = ""
+    # Members with no built-in card yet: they count in the group's average, so rows without them have none.
+    pending: tuple[str, ...] = ()
+    # The score a member counts with in this group, where it is not its card's main metric (DataComp's
+    # mean R@1 for retrieval); a result without that metric counts as missing.
+    metrics: dict[str, str] = field(default_factory=dict)
+    # Named means over subsets of the members (DataComp's "VTAB", "ImageNet dist. shifts"), each shown
+    # only for a row that has every task of it.
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every task the group's average is over: the built-in ones, then the pending ones."""
+        return self.tasks + self.pending
 
 
 def groups() -> dict[str, Group]:
@@ -157,6 +171,11 @@ def groups() -> dict[str, Group]:
         aggregate = "mean"         # or "size-weighted"
         incomplete = "unranked"    # or "zero"
         description = "..."
+        pending = ["winogavil"]    # members with no card yet (optional)
+        [standard.metrics]         # a member's score here, where not its card's main metric (optional)
+        flickr30k = "mean_recall@1"
+        [standard.categories]      # named means over some members (optional)
+        Retrieval = ["flickr30k", "mscoco"]
 
     Raises:
         UserError: the file is not TOML, or a group is not such a table of built-in task names.
@@ -190,7 +209,18 @@ def groups() -> dict[str, Group]:
         description = table.get("description", "")
         if not isinstance(description, str):
             raise fail("description must be text")
-        out[name] = Group(name, tuple(members), aggregate, incomplete, description)
+        pending = table.get("pending", [])
+        if not all(isinstance(m, str) and _NAME.fullmatch(m) and m not in cards for m in pending):
+            raise fail(f"pending must list task names that have no built-in card yet, got {pending!r}")
+        everyone = [*members, *pending]
+        metrics = table.get("metrics", {})
+        if not all(isinstance(v, str) and t in everyone for t, v in metrics.items()):
+            raise fail(f"metrics must map member tasks to metric names, got {metrics!r}")
+        categories = table.get("categories", {})
+        if not all(isinstance(v, list) and v and all(m in everyone for m in v) for v in categories.values()):
+            raise fail(f"categories must map names to lists of member tasks, got {categories!r}")
+        out[name] = Group(name, tuple(members), aggregate, incomplete, description, tuple(pending), dict(metrics),
+                          {k: tuple(v) for k, v in categories.items()})
     return out
 
 

@@ -52,6 +52,7 @@ class Row:
     rank: int | None = None
     flags: list[str] = field(default_factory=list)  # why the row is not ranked ("task: reason")
     missing: list[str] = field(default_factory=list)  # tasks of the ranked set it has no result for
+    categories: dict[str, float] = field(default_factory=dict)  # the group's categories this row has every task of
 
     @property
     def flagged(self) -> bool:
@@ -62,6 +63,7 @@ class Row:
 class Leaderboard:
     columns: list[Column]
     rows: list[Row]  # the ranked section (sorted by average) then the flagged one
+    categories: list[str] = field(default_factory=list)  # the group's named means, in its order
 
     @property
     def ranked(self) -> list[Row]:
@@ -74,7 +76,7 @@ class Leaderboard:
     @property
     def task_types(self) -> list[str]:
         """The kinds of the columns, in the order kinds were registered (built-in ones first)."""
-        present = {c.task_type for c in self.columns}
+        present = {c.task_type for c in self.columns} - {"pending"}  # a group's member with no card yet has no kind
         known = [k.type for k in all_kinds() if k.type in present]
         return known + sorted(present - set(known))
 
@@ -156,14 +158,12 @@ def build(records: Sequence[ScoreRow], *, group: "Group | None" = None) -> Leade
     weights: dict[str, float] = {}
     incomplete = "unranked"
     if group is not None:
-        from vtde_bench.tasks import load_tasks
-
-        specs = {spec.name: spec for spec in load_tasks(list(group.tasks))}
-        found = {c.task: c for c in _columns(records)}
-        columns = [found.get(t) or Column(t, specs[t].type, specs[t].main_metric) for t in group.tasks]
+        columns = _group_columns(group, records)
         required = [c.task for c in columns]
         if group.aggregate == "size-weighted":
-            weights = {t: float(specs[t].source.num_samples) for t in required}
+            from vtde_bench.tasks import load_tasks
+
+            weights = {spec.name: float(spec.source.num_samples) for spec in load_tasks(list(group.tasks))}
         incomplete = group.incomplete
     else:
         required = _task_set(records, columns)
@@ -171,8 +171,11 @@ def build(records: Sequence[ScoreRow], *, group: "Group | None" = None) -> Leade
     flags = _flags(records)
     rows: dict[tuple[str, str, bool], Row] = {}
     seen: dict[tuple[str, str, bool, str], ScoreRow] = {}
+    lacking: dict[tuple[str, str], set[str]] = {}  # (source, model) → tasks whose results lack the column's metric
     for r in records:
         column = by_task.get(r.task_name)
+        if column is not None and column.main_metric not in r.metrics:
+            lacking.setdefault((r.source, r.model_name), set()).add(r.task_name)
         if column is None or column.main_metric not in r.metrics:
             continue
         why = flags.get(id(r), [])
@@ -189,9 +192,14 @@ def build(records: Sequence[ScoreRow], *, group: "Group | None" = None) -> Leade
         row.flags += why
     for row in rows.values():
         row.missing = [t for t in required if t not in row.scores]
+        for name, members in (group.categories.items() if group is not None else ()):
+            if all(t in row.scores for t in members):
+                row.categories[name] = _mean(row.scores, list(members), {})  # a plain mean, as DataComp's aggregate_scores.py
         if row.missing and incomplete == "unranked":
             if not row.flags:  # a row otherwise ranked (or sorted among the ranked) says what it lacks
-                row.flags.append("missing " + ", ".join(row.missing))
+                without = lacking.get((row.source, row.model), set())
+                row.flags.append("missing " + ", ".join(f"{t} (no {by_task[t].main_metric})" if t in without else t
+                                                         for t in row.missing))
             continue  # an average over another set of tasks compares with nothing: none
         score = {t: row.scores.get(t, 0.0) for t in required}  # "zero": a missing task counts as 0
         for kind in {c.task_type for c in columns}:
@@ -213,4 +221,20 @@ def build(records: Sequence[ScoreRow], *, group: "Group | None" = None) -> Leade
         if row.average != previous:  # competition ranking: equal averages share a rank
             rank, previous = position, row.average
         row.rank = rank
-    return Leaderboard(columns, ranked + flagged)
+    return Leaderboard(columns, ranked + flagged, list(group.categories) if group is not None else [])
+
+
+def _group_columns(group: "Group", records: Sequence[ScoreRow]) -> list[Column]:
+    """A group's columns: every member, built-in then pending, each scored by the group's metric for it where the
+    group names one (else its card's main metric; a pending member's kind is that of its records, if any)."""
+    from vtde_bench.tasks import load_tasks
+
+    specs = {spec.name: spec for spec in load_tasks(list(group.tasks))}
+    found = {c.task: c for c in _columns(records)}
+    columns = []
+    for task in group.members:
+        spec = specs.get(task)
+        kind = spec.type if spec is not None else (found[task].task_type if task in found else "pending")
+        metric = group.metrics.get(task) or (spec.main_metric if spec is not None else found[task].main_metric if task in found else "")
+        columns.append(Column(task, kind, metric))
+    return columns

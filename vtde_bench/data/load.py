@@ -41,20 +41,7 @@ def load_task_data(
 
     progress = progress or NullProgress()
     src = task.source
-    folder: Path | None = None
-    if data_dir is not None and (Path(data_dir) / task.name).exists():
-        folder = Path(data_dir) / task.name
-        layout = local_layout(folder)
-    elif src.path is not None:
-        folder = src.path
-        layout = local_layout(folder, src.format)
-    elif data_dir is not None:
-        raise UserError(
-            f"task {task.name}: no local copy at {Path(data_dir) / task.name}; "
-            f"run 'vtde-bench download --tasks {task.name} --to {data_dir}' or drop --data-dir"
-        )
-    else:
-        layout = "hub"
+    folder, layout = local_copy(task, data_dir)
 
     dataset, layout = read_dataset(task, layout, folder)
 
@@ -105,11 +92,59 @@ def load_task_data(
     return data
 
 
+def local_copy(task: TaskSpec, data_dir: str | Path | None) -> tuple[Path | None, str]:
+    """(folder, layout) of the copy a task reads: `data_dir/<name>/`, the card's own path, or (None, "hub").
+
+    Raises:
+        UserError: `data_dir` is given but holds no copy of the task.
+    """
+    src = task.source
+    if data_dir is not None and (Path(data_dir) / task.name).exists():
+        folder = Path(data_dir) / task.name
+        return folder, local_layout(folder)
+    if src.path is not None:
+        return src.path, local_layout(src.path, src.format)
+    if data_dir is not None:
+        raise UserError(
+            f"task {task.name}: no local copy at {Path(data_dir) / task.name}; "
+            f"run 'vtde-bench download --tasks {task.name} --to {data_dir}' or drop --data-dir"
+        )
+    return None, "hub"
+
+
+def bind_task(task: TaskSpec, data_dir: str | Path | None = None) -> TaskSpec:
+    """The task with what its card takes from the source's own root files (a webdataset's `classnames.txt`)
+    read from the copy it will load: the local one, or the hub repo at the card's revision."""
+    folder, _ = local_copy(task, data_dir)
+
+    def read(filename: str) -> str | None:
+        if folder is not None:
+            path = folder / filename
+            return path.read_text(encoding="utf-8") if path.is_file() else None
+        return _hub_text(task, filename)
+
+    return task.kind.bind(task, read)
+
+
+def _hub_text(task: TaskSpec, filename: str) -> str | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = hf_hub_download(task.source.hub, filename, repo_type="dataset", revision=task.source.revision)
+    except EntryNotFoundError:
+        return None
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
+        raise UserError(f"task {task.name}: cannot read {filename} of {task.source.describe()} ({str(e).splitlines()[0]}); "
+                        f"check the network, or download the task and pass --data-dir") from None
+    return Path(path).read_text(encoding="utf-8")
+
+
 def check_local_classnames(task: TaskSpec, folder: Path, progress: Progress) -> None:
     """A CLIP_benchmark copy carries its own classnames.txt: the card's win, but they must agree in number."""
     path = folder / "classnames.txt"
-    if not needs_labels(task) or not path.is_file():
-        return
+    if not needs_labels(task) or not path.is_file() or getattr(task, "from_source", ()) or getattr(task, "match_source", False):
+        return  # bind_task read this file already
     theirs = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(theirs) != len(task.classnames):
         raise UserError(

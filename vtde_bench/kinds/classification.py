@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from vtde_bench.kinds import Kind, Metric, register_kind
@@ -24,12 +24,31 @@ if TYPE_CHECKING:
     from vtde_bench.spec import Card
 
 
+# What a card's `[prompts]` may take from its source instead of a file beside it: the source's own text file,
+# as a CLIP_benchmark webdataset holds it at its root (DataComp's protocol is those files).
+SOURCE = "source"
+SOURCE_FILES = {"classnames": "classnames.txt", "templates": "zeroshot_classification_templates.txt"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClassificationTask(TaskSpec):
-    """A zero-shot classification card: class names in label order, and the prompt templates."""
+    """A zero-shot classification card: class names in label order, and the prompt templates.
+
+    `from_source` names the lists the card takes from its source's own files (`SOURCE_FILES`); they are
+    empty until `ZeroShotClassification.bind` has read them. `match_source`: the source's files, where a
+    copy carries them, must equal the card's lists word for word.
+    """
 
     classnames: tuple[str, ...]
     templates: tuple[str, ...]
+    num_classes: int
+    from_source: tuple[str, ...] = ()
+    match_source: bool = False
+
+    @property
+    def bound(self) -> bool:
+        """Whether the class names and templates are known (read from the card, or bound from the source)."""
+        return bool(self.classnames) and bool(self.templates)
 
 
 def class_prompts(classnames: tuple[str, ...], templates: tuple[str, ...]) -> list[str]:
@@ -151,7 +170,7 @@ class ZeroShotClassification(Kind):
     default_main_metric = "acc1"
     source_fields = {"label_column": str, "class_folders": str}
     source_defaults = {"label_column": "label"}
-    tables = {"prompts": {"classnames": str, "templates": str}}
+    tables = {"prompts": {"classnames": str, "templates": str, "class_subset": str, "num_classes": int, "match_source": bool}}
     required_tables = ("prompts",)
     identity = ("label",)
     clip_benchmark_task = "zeroshot_classification"
@@ -165,20 +184,102 @@ class ZeroShotClassification(Kind):
 
     def spec(self, card: "Card", common: dict[str, Any], tables: dict[str, dict[str, Any]]) -> ClassificationTask:
         prompts = tables["prompts"]
-        # Duplicates are allowed: CLIP's published ImageNet names hold two ("missile", "sunglasses").
-        classnames = card.lines("prompts.classnames", card.require(prompts, "classnames", "prompts."), unique=False)
-        templates = card.lines("prompts.templates", card.require(prompts, "templates", "prompts."))
-        for template in templates:
-            if "{c}" not in template:
-                raise card.fail("prompts.templates", f"template {template!r} has no '{{c}}' placeholder for the class name")
+        lists: dict[str, tuple[str, ...]] = {}
+        for name in ("classnames", "templates"):
+            value = card.require(prompts, name, "prompts.")
+            # Duplicate class names are allowed: CLIP's published ImageNet names hold two ("missile", "sunglasses").
+            lists[name] = () if value == SOURCE else card.lines(f"prompts.{name}", value, unique=name == "templates")
+        from_source = tuple(name for name in SOURCE_FILES if not lists[name])
+        source = common["source"]
+        if from_source and source.format != "webdataset":
+            raise card.fail(f"prompts.{from_source[0]}", '= "source" reads the file a CLIP_benchmark webdataset holds at its '
+                            'root; set source.format = "webdataset", or name a file beside the card')
+        subset = prompts.get("class_subset")
+        if subset is not None:  # e.g. ImageNet-A's 200 classes: indices into the full lists, ascending
+            indices = self._subset(card, subset, len(lists["classnames"]) or None)
+            if not lists["classnames"]:
+                raise card.fail("prompts.class_subset", "needs the full class-name file in prompts.classnames")
+            lists["classnames"] = tuple(lists["classnames"][i] for i in indices)
+            folders = source.class_folders
+            if isinstance(folders, tuple):
+                if len(folders) <= indices[-1]:
+                    raise card.fail("source.class_folders", f"lists {len(folders)} folders, too few for class_subset")
+                common = {**common, "source": replace(source, class_folders=tuple(folders[i] for i in indices))}
+        num_classes = prompts.get("num_classes", len(lists["classnames"]))
+        if "classnames" in from_source and "num_classes" not in prompts:
+            raise card.fail("prompts.num_classes", 'is missing; a card whose class names come from the source states how many')
+        if lists["classnames"] and num_classes != len(lists["classnames"]):
+            raise card.fail("prompts.num_classes", f"= {num_classes}, but the class names are {len(lists['classnames'])}")
+        for template in lists["templates"]:
+            self._check_template(card, template)
         folders = common["source"].class_folders
-        if isinstance(folders, tuple) and len(folders) != len(classnames):
-            raise card.fail("source.class_folders", f"lists {len(folders)} folders for {len(classnames)} classes")
-        return ClassificationTask(**common, classnames=classnames, templates=templates)
+        if isinstance(folders, tuple) and len(folders) != num_classes:
+            raise card.fail("source.class_folders", f"lists {len(folders)} folders for {num_classes} classes")
+        return ClassificationTask(**common, classnames=lists["classnames"], templates=lists["templates"], num_classes=num_classes,
+                                  from_source=from_source, match_source=prompts.get("match_source", False))
+
+    @staticmethod
+    def _subset(card: "Card", relative: str, total: int | None) -> list[int]:
+        lines = card.lines("prompts.class_subset", relative)
+        try:
+            indices = [int(x) for x in lines]
+        except ValueError:
+            raise card.fail("prompts.class_subset", f"= {relative!r} must hold one class index per line") from None
+        if indices != sorted(set(indices)) or indices[0] < 0 or (total is not None and indices[-1] >= total):
+            raise card.fail("prompts.class_subset", f"= {relative!r} must hold distinct ascending indices below {total}")
+        return indices
+
+    @staticmethod
+    def _check_template(card: "Card", template: str) -> None:
+        if "{c}" not in template:
+            raise card.fail("prompts.templates", f"template {template!r} has no '{{c}}' placeholder for the class name")
+
+    def bind(self, spec: ClassificationTask, read: Callable[[str], str | None]) -> ClassificationTask:
+        """Take the lists the card leaves to its source from the source's own files; with `match_source`, check the
+        card's lists against them. Files are read as CLIP_benchmark reads them: one entry per line, each stripped.
+
+        Raises:
+            UserError: a file the card needs is missing, holds another number of classes than the card states,
+                or (with `match_source`) differs from the card's list.
+        """
+        from vtde_bench.errors import UserError
+
+        if not spec.from_source and not spec.match_source:
+            return spec
+        found: dict[str, tuple[str, ...]] = {}
+        for name, filename in SOURCE_FILES.items():
+            if name not in spec.from_source and not spec.match_source:
+                continue
+            text = read(filename)
+            if text is None:
+                if name in spec.from_source:
+                    raise UserError(f"task {spec.name}: its card takes {name} from the source's {filename}, which "
+                                    f"{spec.source.describe()} lacks; use a complete copy of the source")
+                continue
+            entries = tuple(line.strip() for line in text.splitlines())
+            ours = getattr(spec, name)
+            if name in spec.from_source:
+                found[name] = entries
+            elif entries != ours:
+                at = next((i for i, (a, b) in enumerate(zip(ours, entries)) if a != b), min(len(ours), len(entries)))
+                theirs = repr(entries[at]) if at < len(entries) else "nothing"
+                mine = repr(ours[at]) if at < len(ours) else "nothing"
+                raise UserError(
+                    f"task {spec.name}: the source's {filename} ({len(entries)} entries) differs from the card's "
+                    f"{name} ({len(ours)}) at entry {at + 1}: {theirs} there, {mine} in the card; the source's file "
+                    "is the published protocol, so the card is wrong: fix its file (or remove match_source)")
+        names = found.get("classnames", spec.classnames)
+        if len(names) != spec.num_classes:
+            raise UserError(f"task {spec.name}: the source's classnames.txt lists {len(names)} classes but the card states "
+                            f"{spec.num_classes}; this copy is of another dataset or version")
+        for template in found.get("templates", ()):
+            if "{c}" not in template:
+                raise UserError(f"task {spec.name}: the source's template {template!r} has no '{{c}}' placeholder")
+        return replace(spec, **found)
 
     def metric_names(self, spec: ClassificationTask) -> tuple[str, ...]:
         # acc5 is meaningless (always 1.0) with fewer than five classes.
-        return tuple(m.name for m in self.metrics if m.name != "acc5" or len(spec.classnames) >= 5)
+        return tuple(m.name for m in self.metrics if m.name != "acc5" or spec.num_classes >= 5)
 
     def profile(self, spec: ClassificationTask) -> dict[str, str | None]:
         from vtde_bench.profile import digest
@@ -194,7 +295,7 @@ class ZeroShotClassification(Kind):
         from vtde_bench import metrics as M
         from vtde_bench.evaluators import Scores, sample_identity
 
-        assert data.labels is not None
+        assert data.labels is not None and spec.bound, "bind the task to its source first (ZeroShotClassification.bind)"
         started = time.perf_counter()
         warnings = []
         alike = indistinct_classes(model, spec.classnames, spec.templates)

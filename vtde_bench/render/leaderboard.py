@@ -29,11 +29,12 @@ def to_frame(board: Leaderboard):
                                 "source": row.source, "model_path": row.model_path}
         item.update({c.task: row.scores.get(c.task) for c in board.columns})
         item.update({type_label(k): row.averages.get(k) for k in board.task_types})
+        item.update({name: row.categories.get(name) for name in board.categories})
         item["average"] = row.average
         item["flags"] = "; ".join(row.flags)
         records.append(item)
     frame = pd.DataFrame(records, columns=["section", "rank", "model", "source", "model_path", *[c.task for c in board.columns],
-                                           *[type_label(k) for k in board.task_types], "average", "flags"])
+                                           *[type_label(k) for k in board.task_types], *board.categories, "average", "flags"])
     frame["rank"] = frame["rank"].astype("Int64")
     return frame
 
@@ -53,7 +54,7 @@ def to_json(board: Leaderboard) -> str:
         "rows": [
             {"section": "flagged" if r.flagged else "main", "rank": r.rank, "model": r.model, "source": r.source,
              "model_path": r.model_path, "scores": r.scores, "intervals": {t: list(v) for t, v in r.intervals.items()},
-             "averages": r.averages, "average": r.average, "flags": r.flags, "missing": r.missing}
+             "averages": r.averages, "categories": r.categories, "average": r.average, "flags": r.flags, "missing": r.missing}
             for r in board.rows
         ],
     }
@@ -70,7 +71,8 @@ def percent_cell(value: float | None, interval: tuple[float, float] | None = Non
 
 def header(board: Leaderboard) -> list[str]:
     """Column titles shared by the markdown, rich and HTML tables."""
-    return ["rank", "model", "source", *[c.task for c in board.columns], *[type_label(k) for k in board.task_types], "average"]
+    return ["rank", "model", "source", *[c.task for c in board.columns], *[type_label(k) for k in board.task_types],
+            *board.categories, "average"]
 
 
 def cells(board: Leaderboard, row: Row) -> list[str]:
@@ -78,7 +80,8 @@ def cells(board: Leaderboard, row: Row) -> list[str]:
     return [
         "" if row.rank is None else str(row.rank), row.model, row.source,
         *[percent_cell(row.scores.get(c.task), row.intervals.get(c.task)) for c in board.columns],
-        *[percent_cell(row.averages.get(k)) for k in board.task_types], percent_cell(row.average),
+        *[percent_cell(row.averages.get(k)) for k in board.task_types],
+        *[percent_cell(row.categories.get(name)) for name in board.categories], percent_cell(row.average),
     ]
 
 

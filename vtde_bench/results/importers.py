@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from vtde_bench.errors import UserError
-from vtde_bench.kinds import Kind, kind_of_clip_benchmark_task, kind_of_metrics
+from vtde_bench.kinds import find_kind, kind_of_clip_benchmark_task, kind_of_metrics
 from vtde_bench.results.records import ScoreRow, TaskResult
 from vtde_bench.results.store import read_json
 
@@ -70,12 +70,22 @@ class PublishedRows:
         return self.rows(data["rows"], path)
 
     def rows(self, rows: Sequence[dict[str, Any]], path: Path | None = None) -> list[ImportedResult]:
+        from vtde_bench.tasks import load_card, registry
+
+        cards, types = registry(), {}
         out = []
         for row in rows:
             for task, metrics in row["metrics"].items():
-                kind = _kind_of(metrics, f"published row {row['model']} on {task}")  # the rows name no type
+                # The rows name no type: a built-in task's card says it, else the kind whose metrics these are. A
+                # metric no kind computes yet (DataComp's worst-group accuracies) keeps its own name: it is shown
+                # where a group asks for it (`Group.metrics`), never read as another metric.
+                if task in cards and task not in types:
+                    types[task] = load_card(cards[task]).type
+                kind = find_kind(types[task]) if task in cards else kind_of_metrics(list(metrics))
+                task_type = kind.type if kind is not None else "pending"
+                main = kind.default_main_metric if kind is not None and kind.default_main_metric in metrics else next(iter(metrics))
                 out.append(ImportedResult(model_name=row.get("label") or f"{row['model']} (published)", model_path=row["model"],
-                                          task_name=task, task_type=kind.type, main_metric=kind.default_main_metric,
+                                          task_name=task, task_type=task_type, main_metric=main,
                                           metrics=dict(metrics), source=self.name, path=path))
         return out
 
@@ -113,13 +123,6 @@ class ClipBenchmark:
 
 
 IMPORTERS: list[Importer] = [ClipBenchmark(), PublishedRows()]
-
-
-def _kind_of(metrics: Mapping[str, float], where: str) -> Kind:
-    kind = kind_of_metrics(list(metrics))
-    if kind is None:
-        raise UserError(f"{where}: metrics {', '.join(metrics)} are not those of one kind of evaluation; fix the file")
-    return kind
 
 
 def published_results() -> list[ImportedResult]:
