@@ -239,6 +239,10 @@ def print_groups(groups: dict) -> None:
     for name, group in groups.items():
         how = [f"{k} {v}" for k, v, default in (("aggregate", group.aggregate, "mean"), ("incomplete", group.incomplete, "unranked"))
                if v != default]
+        if group.pending:
+            how.append("pending, no card yet: " + ", ".join(group.pending))
+        if group.categories:
+            how.append("categories: " + ", ".join(group.categories))
         extra = f" [dim]({escape('; '.join(how))})[/dim]" if how else ""
         out.print(f"[bold]{escape(name)}[/bold]: {escape(', '.join(group.tasks))}{extra}", highlight=False)
 
