@@ -27,12 +27,16 @@ def test_published_reference_for_vit_b32_matches_the_issue():
 
 
 def test_every_published_row_names_known_tasks_and_fractions():
-    from vtde_bench.tasks import load_tasks
+    """Each metric is one its task's card reports, or the one the datacomp group scores the task by (DataComp's
+    worst-group accuracies, WinoGAViL's Jaccard score: not computed here yet)."""
+    from vtde_bench.tasks import groups, load_tasks, registry
 
-    tasks = {t.name: t for t in load_tasks("standard")}
+    datacomp = groups()["datacomp"]
+    tasks = {t.name: t for t in load_tasks(list(registry()))}
     for row in published_rows():
         for task, metrics in row["metrics"].items():
-            assert set(metrics) <= set(tasks[task].metrics)
+            known = set(tasks[task].metrics) if task in tasks else set()
+            assert set(metrics) <= known | {datacomp.metrics.get(task)}, (row["model"], task)
             assert all(0 < v < 1 for v in metrics.values())
 
 
