@@ -156,7 +156,7 @@ def test_lists_from_the_source_are_read_as_datacomp_reads_them(tmp_path):
     with pytest.raises(UserError, match="lists 2 classes but the card states 397"):
         bind_task(task, tmp_path)
     (tmp_path / "sun397" / "classnames.txt").unlink()
-    with pytest.raises(UserError, match="lacks; use a complete copy"):
+    with pytest.raises(UserError, match=f"which {tmp_path / 'sun397'} lacks; use a complete copy"):
         bind_task(task, tmp_path)
 
 

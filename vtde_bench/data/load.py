@@ -123,7 +123,7 @@ def bind_task(task: TaskSpec, data_dir: str | Path | None = None) -> TaskSpec:
             return path.read_text(encoding="utf-8") if path.is_file() else None
         return _hub_text(task, filename)
 
-    return task.kind.bind(task, read)
+    return task.kind.bind(task, read, str(folder) if folder is not None else task.source.describe())
 
 
 def _hub_text(task: TaskSpec, filename: str) -> str | None:

@@ -76,9 +76,10 @@ class Kind:
         """The metrics a task of this kind reports (a kind may drop some for a spec, as acc5 with under 5 classes)."""
         return tuple(m.name for m in self.metrics)
 
-    def bind(self, spec: "TaskSpec", read: Callable[[str], str | None]) -> "TaskSpec":
+    def bind(self, spec: "TaskSpec", read: Callable[[str], str | None], where: str) -> "TaskSpec":
         """The spec with what its card takes from the source's own files filled in; `read(name)` gives the text of
-        a file at the source's root, or None. Called before the data load; most kinds take nothing."""
+        a file at the source's root (`where`: the copy's folder or hub id), or None. Called before the data load;
+        most kinds take nothing."""
         return spec
 
     def profile(self, spec: "TaskSpec") -> dict[str, str | None]:

@@ -196,9 +196,9 @@ class ZeroShotClassification(Kind):
                             'root; set source.format = "webdataset", or name a file beside the card')
         subset = prompts.get("class_subset")
         if subset is not None:  # e.g. ImageNet-A's 200 classes: indices into the full lists, ascending
-            indices = self._subset(card, subset, len(lists["classnames"]) or None)
             if not lists["classnames"]:
                 raise card.fail("prompts.class_subset", "needs the full class-name file in prompts.classnames")
+            indices = self._subset(card, subset, len(lists["classnames"]))
             lists["classnames"] = tuple(lists["classnames"][i] for i in indices)
             folders = source.class_folders
             if isinstance(folders, tuple):
@@ -219,13 +219,13 @@ class ZeroShotClassification(Kind):
                                   from_source=from_source, match_source=prompts.get("match_source", False))
 
     @staticmethod
-    def _subset(card: "Card", relative: str, total: int | None) -> list[int]:
+    def _subset(card: "Card", relative: str, total: int) -> list[int]:
         lines = card.lines("prompts.class_subset", relative)
         try:
             indices = [int(x) for x in lines]
         except ValueError:
             raise card.fail("prompts.class_subset", f"= {relative!r} must hold one class index per line") from None
-        if indices != sorted(set(indices)) or indices[0] < 0 or (total is not None and indices[-1] >= total):
+        if indices != sorted(set(indices)) or indices[0] < 0 or indices[-1] >= total:
             raise card.fail("prompts.class_subset", f"= {relative!r} must hold distinct ascending indices below {total}")
         return indices
 
@@ -234,7 +234,7 @@ class ZeroShotClassification(Kind):
         if "{c}" not in template:
             raise card.fail("prompts.templates", f"template {template!r} has no '{{c}}' placeholder for the class name")
 
-    def bind(self, spec: ClassificationTask, read: Callable[[str], str | None]) -> ClassificationTask:
+    def bind(self, spec: ClassificationTask, read: Callable[[str], str | None], where: str) -> ClassificationTask:
         """Take the lists the card leaves to its source from the source's own files; with `match_source`, check the
         card's lists against them. Files are read as CLIP_benchmark reads them: one entry per line, each stripped.
 
@@ -254,7 +254,7 @@ class ZeroShotClassification(Kind):
             if text is None:
                 if name in spec.from_source:
                     raise UserError(f"task {spec.name}: its card takes {name} from the source's {filename}, which "
-                                    f"{spec.source.describe()} lacks; use a complete copy of the source")
+                                    f"{where} lacks; use a complete copy of the source")
                 continue
             entries = tuple(line.strip() for line in text.splitlines())
             ours = getattr(spec, name)
