@@ -50,6 +50,23 @@ def image_bytes(name: str, i: int) -> bytes:
     return helpers.encode(image, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[ext], **({"lossless": True} if ext == "webp" else {}))
 
 
+# Each sample's KEY.npy in the sets that have one: an int64 array of the fields DataComp's evaluators name
+# (eval_utils/wilds_eval.py, fairness_eval.py), in their order, as WILDS' metadata arrays hold them.
+METADATA = {
+    "fmow": lambda i, y: [i % 6, 14 + i % 2, y],  # region (WILDS' six; 5 is "Other"), year - 2002, y
+    "iwildcam": lambda i, y: [i % 4, 3000 + i, 2013 + i % 2, 1 + i % 12, 1 + i % 28, i % 24, i % 60, (7 * i) % 60, y],
+    "camelyon17": lambda i, y: [2, 40 + i % 10, y],  # hospital, slide, y: the test split is hospital 2's slides
+    "dollar_street": lambda i, y: [i % 4, 30 + 11 * i, i % 4],  # income_ds, income_meta, region
+    "geode": lambda i, y: [i % 6, (5 * i) % 19],  # region, country
+}
+
+
+def npy(values: list[int]) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array(values, dtype=np.int64))
+    return buffer.getvalue()
+
+
 def write_datacomp_wds(folder: Path, name: str, labels: list[int], classnames, templates, *, metadata: bool = False) -> None:
     """DataComp's webdataset: one shard of KEY.<ext> + KEY.cls (+ KEY.npy), and the root text files as
     CLIP_benchmark's export writes them (print(*items, sep="\\n"): one per line, a final newline)."""
@@ -58,9 +75,7 @@ def write_datacomp_wds(folder: Path, name: str, labels: list[int], classnames, t
         for i, label in enumerate(labels):
             members = {f"s{i:07d}.{EXT.get(name, 'webp')}": image_bytes(name, i), f"s{i:07d}.cls": f"{label}".encode()}
             if metadata:
-                buffer = io.BytesIO()
-                np.save(buffer, np.array([i % 3, 2016 + i % 2, label], dtype=np.int64))
-                members[f"s{i:07d}.npy"] = buffer.getvalue()
+                members[f"s{i:07d}.npy"] = npy(METADATA[name](i, label))
             for member, data in members.items():
                 info = tarfile.TarInfo(member)
                 info.size = len(data)
@@ -101,7 +116,7 @@ def test_card_runs_end_to_end_on_its_webdataset(name, tmp_path, tiny_vtde):
     templates = list(task.templates[:2]) if task.templates else ["a photo of a {c}.", "{c} in the wild."]
     if task.templates and task.num_classes < 1000:
         templates = list(task.templates)
-    write_datacomp_wds(tmp_path / "data" / name, name, labels, names, templates, metadata=name in ("iwildcam", "fmow", "camelyon17", "dollar_street", "geode"))
+    write_datacomp_wds(tmp_path / "data" / name, name, labels, names, templates, metadata=name in METADATA)
     spec = small(task, n, templates if task.templates else None)
     result = evaluate(str(tiny_vtde), [spec], options=RunOptions(output_dir=tmp_path / "out", data_dir=tmp_path / "data", workers=0,
                                                                bootstrap=20))[name]
@@ -111,6 +126,9 @@ def test_card_runs_end_to_end_on_its_webdataset(name, tmp_path, tiny_vtde):
     assert ("acc5" in result.metrics) == (task.num_classes >= 5)
     written = json.loads((tmp_path / "out").rglob(f"{name}.json").__next__().read_text())
     assert written["dataset"]["revision"] == task.source.revision
+    for m in task.card_metrics:  # DataComp's special metrics, with their intervals and (worst-group) their groups
+        assert 0 <= result.metrics[m.name] <= 1 and m.name in result.intervals
+        assert (m.name in (written["per_group"] or {})) == (m.type == "worst_group")
 
 
 def test_imagenet_subsets_equal_the_published_lists():
@@ -207,17 +225,19 @@ def test_group_aggregates_equal_naive_means_and_name_what_is_missing(tmp_path, c
         metric = group_metric(task)
         value = round(rng.random(), 4)
         scores[task] = value
-        metrics = {metric: value} if task not in DATACOMP.metrics else {"acc1": value}  # special metrics not computed yet
         (spec,) = load_tasks(task)
-        helpers.write_result(tmp_path / "partial", slug="mine", task=task, kind=spec.type, main_metric=spec.main_metric,
-                             metrics={**{m: value for m in spec.metrics}, **metrics}, num_classes=spec.num_classes
+        metrics = {**{m: value for m in spec.metrics}, metric: value}
+        if task == "fmow":  # a result of the card's version 1, which had no group metrics
+            metrics = {"acc1": value, "acc5": value, "mean_per_class_recall": value}
+        helpers.write_result(tmp_path / "partial", slug="mine", task=task, kind=spec.type, main_metric=spec.main_metric
+                             if task != "fmow" else "acc1", metrics=metrics, num_classes=spec.num_classes
                              if spec.type == "zeroshot_classification" else 10)
     board = leaderboard.build(published_results() + _rows(tmp_path / "partial"), group=DATACOMP)
     (mine,) = [r for r in board.rows if r.model == "mine"]
     assert mine.average is None and mine.rank is None
-    assert mine.flags == ["missing iwildcam (no F1-macro_all), fmow (no acc_worst_region), dollar_street (no acc_top5_wg), "
-                          "geode (no acc_wg), winogavil"]
+    assert mine.flags == ["missing fmow (no acc_worst_region), winogavil"]
     assert set(mine.categories) == {"ImageNet", "ImageNet dist. shifts", "VTAB"}  # Retrieval waits for WinoGAViL
+    assert "fmow" not in mine.scores and mine.scores["geode"] == scores["geode"]
     for name in mine.categories:
         members = DATACOMP.categories[name]
         assert mine.categories[name] == pytest.approx(sum(scores[t] for t in members) / len(members), abs=1e-12)

@@ -130,6 +130,7 @@ def _record(task: TaskSpec, model: Embedder, data: TaskData, outcome: Outcome, c
         metrics=outcome.metrics,
         main_score=outcome.metrics[task.main_metric],
         per_class_recall=outcome.per_class_recall,
+        per_group=outcome.per_group,
         intervals={k: (v[0], v[1]) for k, v in intervals.items()},
         warnings=tuple(outcome.warnings),
         counts=dict(outcome.counts),

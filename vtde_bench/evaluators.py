@@ -35,6 +35,7 @@ class Outcome:
     bad_images: list[tuple[str, str]]
     timings: dict[str, float]
     per_class_recall: dict[str, float | None] | None = None
+    per_group: dict[str, dict[str, dict[str, Any]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -49,6 +50,8 @@ class Scores:
     num_texts: int
     timings: dict[str, float]  # embed_texts_s, metrics_s
     per_class_recall: dict[str, float | None] | None = None
+    # Group metrics' groups: {metric: {"field=value": {"value": hit rate, "images": n}}}
+    per_group: dict[str, dict[str, dict[str, Any]]] | None = None
     warnings: list[str] = field(default_factory=list)  # numbers that are right but may not mean what they seem
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (hits, queries) behind each count metric
 
@@ -120,6 +123,7 @@ def evaluate_task(task: TaskSpec, model: Embedder, data: TaskData, context: Cont
         bad_images=images.bad,
         timings={"embed_images_s": embed_images_s, **scores.timings},
         per_class_recall=scores.per_class_recall,
+        per_group=scores.per_group,
         extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
         warnings=scores.warnings,
         counts=scores.counts,

@@ -227,3 +227,81 @@ def retrieval_ranks(
         true = scores.gather(1, text_to_image[start : start + chunk_size, None])
         text_ranks.append(_count(scores >= true))  # one true image, which counts itself
     return torch.cat(image_ranks), torch.cat(text_ranks)
+
+
+def assigned_classes(image_emb: Tensor, class_emb: Tensor, labels: Tensor, *, twins: Tensor | None = None,
+                     chunk_size: int = DEFAULT_CHUNK) -> Tensor:
+    """The one class each image is assigned (what per-class precision and F1 count): its true class when its rank
+    is 1 (`classification_ranks`), else the best-scoring other class, the lowest index among equals. Ties thus
+    count against the model here too: a true class tied with another is never the assignment.
+
+    >>> img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> cls = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # classes 0 and 1 tie on the first image
+    >>> assigned_classes(img, cls, torch.tensor([0, 2])).tolist()
+    [1, 2]
+    """
+    _check_embeddings(image_emb, class_emb)
+    labels = labels.to(torch.long)
+    num_classes = class_emb.shape[0]
+    roots = _check_twins(twins, num_classes) if twins is not None else torch.arange(num_classes)
+    index = torch.arange(num_classes)
+    class_emb = class_emb.float()
+    out = []
+    for start in range(0, image_emb.shape[0], chunk_size):
+        scores = (image_emb[start : start + chunk_size].float() @ class_emb.T)[:, roots]
+        chunk = labels[start : start + chunk_size]
+        true = scores.gather(1, chunk[:, None]).squeeze(1)
+        # The true class and its later twins (which lose their tie to it) are not "another class".
+        own = (roots[None, :] == roots[chunk][:, None]) & (index[None, :] >= chunk[:, None])
+        others = scores.masked_fill(own, float("-inf"))
+        best = others.max(dim=1).values
+        first = (others == best[:, None]).int().argmax(dim=1)  # the lowest index among the best others
+        out.append(torch.where(best >= true, first, chunk))  # another class at least as high: rank > 1
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def macro_f1(labels: Tensor, assigned: Tensor) -> float:
+    """Mean F1 over the classes present in `labels` (WILDS' F1-macro: scikit-learn's `f1_score(average="macro",
+    labels=unique(y_true))`), computed exactly. A class's F1 is 2·TP / (its images + the images assigned to it);
+    images assigned to a class absent from `labels` count as that image's class's misses, nowhere else.
+
+    >>> macro_f1(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]))  # F1: 2/3 and 2/3
+    0.6666666666666666
+    """
+    labels, assigned = labels.to(torch.long), assigned.to(torch.long)
+    if labels.numel() == 0:
+        raise ValueError("no images to score")
+    size = int(max(labels.max(), assigned.max())) + 1
+    true_pos = torch.bincount(labels[labels == assigned], minlength=size).tolist()
+    support = torch.bincount(labels, minlength=size).tolist()
+    predicted = torch.bincount(assigned, minlength=size).tolist()
+    return exact_mean([(2 * tp, n + p) for tp, n, p in zip(true_pos, support, predicted) if n > 0])
+
+
+def group_counts(hits: Tensor, groups: Tensor) -> dict[int, tuple[int, int]]:
+    """(hits, images) of each group that has images, by group index (negative indices are no group).
+
+    >>> group_counts(torch.tensor([True, False, True]), torch.tensor([0, 0, 2]))
+    {0: (1, 2), 2: (1, 1)}
+    """
+    groups = groups.to(torch.long)
+    keep = groups >= 0
+    if not keep.any():
+        return {}
+    hits, groups = hits[keep].long(), groups[keep]
+    n = torch.bincount(groups).tolist()
+    h = torch.bincount(groups, weights=hits.double()).long().tolist()
+    return {g: (h[g], n[g]) for g in range(len(n)) if n[g] > 0}
+
+
+def worst_group(counts: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """The (hits, images) of the group with the lowest hit rate (the lowest index among equals).
+
+    >>> worst_group({0: (1, 2), 2: (1, 1), 3: (2, 4)})
+    (1, 2)
+    """
+    from fractions import Fraction
+
+    if not counts:
+        raise ValueError("no group has images")
+    return counts[min(counts, key=lambda g: (Fraction(*counts[g]), g))]

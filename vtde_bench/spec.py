@@ -45,6 +45,9 @@ class Source:
     # the classes, torchvision's ImageFolder rule). None: folders are named after the classes, or are class indices.
     class_folders: tuple[str, ...] | str | None = None
     num_captions: int | None = None  # total captions, checked on load when given
+    # Per-image metadata the task's metrics group by (WILDS' metadata_fields): the integers of each sample's .npy
+    # member in this order (webdataset), or the columns of these names (other layouts).
+    metadata_fields: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.hub is not None:
@@ -53,6 +56,7 @@ class Source:
         return str(self.path)
 
 
+ANY_KEY = "*"  # in a table's allowed keys: any key, of this type (a table of named entries, as [metrics.NAME])
 EMPTY_ENTRY = '""'  # a line of a card's list file that stands for the empty string
 SORTED_FOLDERS = "sorted"  # `class_folders = "sorted"`: torchvision's ImageFolder rule, asked for by the card
 
@@ -112,13 +116,13 @@ class Card:
               elsewhere: set[str] = frozenset()) -> None:
         """Every key known and of its type. `elsewhere`: keys other kinds have, which "do not apply" to `kind`."""
         for key, value in table.items():
-            if key not in allowed:
+            if key not in allowed and ANY_KEY not in allowed:
                 if key in elsewhere:
                     raise self.fail(prefix + key, f"does not apply to a {kind} task (its fields here: {', '.join(allowed)}); remove it")
                 hint = difflib.get_close_matches(key, list(allowed), n=1)
                 extra = f"; did you mean '{prefix}{hint[0]}'?" if hint else f"; allowed: {', '.join(sorted(allowed))}"
                 raise self.fail(prefix + key, "is not a known field" + extra)
-            want = allowed[key]
+            want = allowed.get(key, allowed.get(ANY_KEY))
             if not isinstance(value, want) or (want is int and isinstance(value, bool)):
                 raise self.fail(prefix + key, f"must be {want.__name__}, got {type(value).__name__} {value!r}")
 

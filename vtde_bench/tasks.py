@@ -36,6 +36,7 @@ _SOURCE_KEYS = {
     "image_column": str,
     "key_column": str,
     "num_samples": int,
+    "metadata_fields": list,
 }
 _FORMATS = ("auto", "parquet", "webdataset", "imagefolder", "arrow")
 # A task's name becomes a file name (<output>/<model>/<name>.json, <data-dir>/<name>/): no separators, no leading dot.
@@ -88,6 +89,9 @@ def load_card(path: str | Path) -> TaskSpec:
     num_samples = card.require(src, "num_samples", "source.")
     if num_samples < 1:
         raise card.fail("source.num_samples", "must be at least 1")
+    metadata_fields = src.get("metadata_fields", [])
+    if not all(isinstance(f, str) and f for f in metadata_fields) or len(set(metadata_fields)) != len(metadata_fields):
+        raise card.fail("source.metadata_fields", f"must list distinct field names, got {metadata_fields!r}")
     source = Source(
         split=card.require(src, "split", "source."),
         image_column=src.get("image_column", "image"),
@@ -98,6 +102,7 @@ def load_card(path: str | Path) -> TaskSpec:
         format=fmt,
         path=data_path,
         key_column=src.get("key_column"),
+        metadata_fields=tuple(metadata_fields),
         **kind.source_values(card, src),
     )
     tables = {t: card.table(t, allowed, required=t in kind.required_tables) for t, allowed in kind.tables.items()}

@@ -19,6 +19,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 # A webdataset sample's image, in CLIP_benchmark's order of preference (`to_tuple("webp;png;jpg;jpeg")`):
 # shards may mix them, and a sample holding two takes the first.
 WDS_IMAGE_COLUMNS = ("webp", "png", "jpg", "jpeg")
+WDS_METADATA = "npy"  # a sample's metadata member (DataComp reads `to_tuple("cls", "npy")`)
 
 
 def detect_layouts(folder: Path) -> list[str]:
@@ -87,6 +88,8 @@ def _webdataset_features(task: TaskSpec) -> Any:
     import datasets
 
     target = {"cls": datasets.Value("int64")} if task.kind.needs == "labels" else {"txt": datasets.Value("string")}
+    if task.source.metadata_fields:  # each sample's KEY.npy: a 1-D array, one number per field (read as floats, checked)
+        target[WDS_METADATA] = datasets.Sequence(datasets.Value("float64"))
     return datasets.Features({"__key__": datasets.Value("string"), "__url__": datasets.Value("string"),
                               **{c: datasets.Image(decode=False) for c in WDS_IMAGE_COLUMNS}, **target})
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from vtde_bench.data.layouts import local_layout, read_dataset
 from vtde_bench.data.rows import TaskData, content_fingerprint
 from vtde_bench.data.targets import (captions_of, check_columns, column, columns_for, imagefolder_labels, labels_of,
-                                     needs_labels, row_keys)
+                                     metadata_of, needs_labels, row_keys)
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.spec import TaskSpec
@@ -85,6 +85,11 @@ def load_task_data(
                 f"task {task.name}: {where} has {total} captions but the card expects {src.num_captions}; "
                 "use the complete copy or fix source.num_captions"
             )
+
+    if src.metadata_fields:
+        data.metadata = metadata_of(task, dataset, columns, keys)
+        # Metadata change what group metrics say, so they are part of the content.
+        targets = [[target, *values] for target, *values in zip(targets, *data.metadata.values())]
 
     hashes = data.image_sha256 = data.image_hashes(cache, progress, f"Fingerprinting {task.name}")
     data.fingerprint = content_fingerprint(hashes, targets)

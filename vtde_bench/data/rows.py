@@ -32,6 +32,7 @@ class TaskData:
     location: str
     labels: list[int] | None = None
     captions: list[list[str]] | None = None
+    metadata: dict[str, list[int]] | None = None  # per field of the card's `source.metadata_fields`: each row's value
     blank_captions: int = 0  # captions that are empty or only whitespace (kept, as CLIP_benchmark keeps them)
     fingerprint: str = ""  # content only: the same rows in any order or layout give the same value
     image_sha256: list[str] | None = None  # each row's image bytes' sha256, in row order

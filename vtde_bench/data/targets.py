@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from vtde_bench.data.layouts import WDS_IMAGE_COLUMNS
+from vtde_bench.data.layouts import WDS_IMAGE_COLUMNS, WDS_METADATA
 from vtde_bench.errors import UserError
 from vtde_bench.spec import SORTED_FOLDERS, TaskSpec
 
@@ -19,15 +19,18 @@ class Columns:
     target: str
     key: str | None
     captions_are_lines: bool = False
+    metadata: tuple[str, ...] = ()  # one column holding every field (a webdataset's npy), or a column per field
 
 
 def columns_for(task: TaskSpec, layout: str, dataset: Any) -> Columns:
     target = task.source.label_column if needs_labels(task) else task.source.caption_column
+    fields = task.source.metadata_fields
     if layout == "webdataset":
-        return Columns(WDS_IMAGE_COLUMNS, "cls" if needs_labels(task) else "txt", "__key__", captions_are_lines=True)
+        return Columns(WDS_IMAGE_COLUMNS, "cls" if needs_labels(task) else "txt", "__key__", captions_are_lines=True,
+                       metadata=(WDS_METADATA,) if fields else ())
     if layout == "imagefolder":
-        return Columns(("image",), "label", None)
-    return Columns((task.source.image_column,), target or "", task.source.key_column)
+        return Columns(("image",), "label", None, metadata=fields)
+    return Columns((task.source.image_column,), target or "", task.source.key_column, metadata=fields)
 
 
 def needs_labels(task: TaskSpec) -> bool:
@@ -38,7 +41,7 @@ def needs_labels(task: TaskSpec) -> bool:
 
 def check_columns(task: TaskSpec, dataset: Any, columns: Columns, where: str) -> None:
     for role, name in (*(("image_column", c) for c in columns.images), ("label/caption column", columns.target),
-                       ("key_column", columns.key)):
+                       ("key_column", columns.key), *(("metadata (source.metadata_fields)", c) for c in columns.metadata)):
         if name is not None and name not in dataset.column_names:
             raise UserError(
                 f"task {task.name}: {where} has no column '{name}' ({role}); it has {', '.join(dataset.column_names)}"
@@ -125,6 +128,33 @@ def labels_of(task: TaskSpec, values: Sequence[Any], keys: list[str]) -> list[in
             )
         labels.append(value)
     return labels
+
+
+def metadata_of(task: TaskSpec, dataset: Any, columns: Columns, keys: list[str]) -> dict[str, list[int]]:
+    """Each metadata field's value per row, as the card's `metadata_fields` name them: from one array per row (a
+    webdataset's KEY.npy, fields in order) or a column per field. Values are group indices: integers, 0 or more
+    (WILDS' groupers take them so).
+
+    Raises:
+        UserError: a row lacks its metadata, holds another number of values, or a value is not such an integer.
+    """
+    fields = task.source.metadata_fields
+    if columns.metadata == (WDS_METADATA,):
+        rows = column(dataset, WDS_METADATA)
+    else:
+        rows = list(zip(*(column(dataset, c) for c in columns.metadata)))
+    out: dict[str, list[int]] = {f: [] for f in fields}
+    for key, row in zip(keys, rows):
+        if row is None or len(row) != len(fields):
+            got = "none" if row is None else f"{len(row)} values"
+            raise UserError(f"task {task.name}: row {key!r} has {got} of metadata, but the card's source.metadata_fields "
+                            f"names {len(fields)} ({', '.join(fields)}); use a copy with each sample's .npy member")
+        for name, value in zip(fields, row):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 0:
+                raise UserError(f"task {task.name}: row {key!r} has metadata {name} = {value!r}, not a group index "
+                                "(an integer, 0 or more); check source.metadata_fields against the source")
+            out[name].append(int(value))
+    return out
 
 
 def column(dataset: Any, name: str) -> list[Any]:

@@ -9,12 +9,13 @@ whose prompts are identical the lowest index wins (`metrics.classification_ranks
 from __future__ import annotations
 
 import collections
+import re
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from vtde_bench.kinds import Kind, Metric, register_kind
-from vtde_bench.spec import SORTED_FOLDERS, TaskSpec
+from vtde_bench.spec import ANY_KEY, SORTED_FOLDERS, TaskSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,6 +29,34 @@ if TYPE_CHECKING:
 # as a CLIP_benchmark webdataset holds it at its root (DataComp's protocol is those files).
 SOURCE = "source"
 SOURCE_FILES = {"classnames": "classnames.txt", "templates": "zeroshot_classification_templates.txt"}
+
+
+# What a card may add beside acc1, acc5 and mean per-class recall: a `[metrics.NAME]` table of one of these types.
+WORST_GROUP, MACRO_F1 = "worst_group", "macro_f1"
+CARD_METRIC_KEYS = {WORST_GROUP: {"type": str, "by": str, "top": int, "skip": list}, MACRO_F1: {"type": str}}
+_METRIC_NAME = re.compile(r"[A-Za-z0-9_@.+-]+")  # a result-file key, and a per-sample column prefix (before ':')
+
+
+@dataclass(frozen=True)
+class CardMetric:
+    """A metric a card defines, named as the card names it (DataComp's names: "acc_worst_region", "F1-macro_all").
+
+    - `worst_group`: the hit rate (true class within the top `top`) of each group of images sharing a value of
+      the metadata field `by`, the lowest over the groups that have images; values in `skip` are no group.
+    - `macro_f1`: F1 of each class present in the labels, averaged (`metrics.macro_f1`).
+    """
+
+    name: str
+    type: str
+    by: str = ""
+    top: int = 1
+    skip: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        if self.type == MACRO_F1:
+            return f"{self.name}: macro-F1"
+        skip = f", without {self.by} {', '.join(map(str, self.skip))}" if self.skip else ""
+        return f"{self.name}: worst top-{self.top} accuracy over {self.by}{skip}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +73,7 @@ class ClassificationTask(TaskSpec):
     num_classes: int
     from_source: tuple[str, ...] = ()
     match_source: bool = False
+    card_metrics: tuple[CardMetric, ...] = ()
 
     @property
     def bound(self) -> bool:
@@ -161,6 +191,56 @@ def statistic_of(ranks: "np.ndarray", labels: "np.ndarray", *, acc5: bool = True
     return statistic
 
 
+def base_names(kind: Kind) -> set[str]:
+    return {m.name for m in kind.metrics}
+
+
+def card_metric_statistic(samples: "pd.DataFrame", name: str, labels: "np.ndarray") -> Callable[["np.ndarray"], "np.ndarray"]:
+    """Per resample, the card metric `name` from its per-sample columns: worst-group hit rate (over the groups
+    the resample holds) or macro-F1 (over the classes it holds). NaN where the resample holds no group.
+
+    Raises:
+        ValueError: the table has no columns for `name` (a result written before the metric existed).
+    """
+    import numpy as np
+
+    if f"{name}:assigned" in samples.columns:
+        assigned = samples[f"{name}:assigned"].to_numpy()
+        size = int(max(labels.max(), assigned.max())) + 1 if labels.size else 1
+        correct = (labels == assigned).astype(np.float64)
+
+        def f1(idx: np.ndarray) -> np.ndarray:
+            rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
+            tp, support, predicted = (np.zeros((idx.shape[0], size)) for _ in range(3))
+            np.add.at(tp, (rows, labels[idx].ravel()), correct[idx].ravel())
+            np.add.at(support, (rows, labels[idx].ravel()), 1.0)
+            np.add.at(predicted, (rows, assigned[idx].ravel()), 1.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.nanmean(np.where(support > 0, 2 * tp / (support + predicted), np.nan), axis=1)
+
+        return f1
+    if f"{name}:group" in samples.columns:
+        groups = samples[f"{name}:group"].to_numpy()
+        hits = samples[f"{name}:hit"].to_numpy().astype(np.float64)
+        size = int(groups.max()) + 2 if groups.size else 1  # column 0 gathers the images of no group
+
+        def worst(idx: np.ndarray) -> np.ndarray:
+            rows = np.repeat(np.arange(idx.shape[0]), idx.shape[1])
+            column = groups[idx].ravel() + 1
+            h, n = np.zeros((idx.shape[0], size)), np.zeros((idx.shape[0], size))
+            np.add.at(h, (rows, column), hits[idx].ravel())
+            np.add.at(n, (rows, column), 1.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rates = np.where(n[:, 1:] > 0, h[:, 1:] / n[:, 1:], np.nan)
+            out = np.full(idx.shape[0], np.nan)
+            some = ~np.isnan(rates).all(axis=1)
+            out[some] = np.nanmin(rates[some], axis=1)
+            return out
+
+        return worst
+    raise ValueError(f"the per-sample table has no columns for the metric {name!r}")
+
+
 class ZeroShotClassification(Kind):
     type = "zeroshot_classification"
     title = "zeroshot classification"
@@ -170,7 +250,8 @@ class ZeroShotClassification(Kind):
     default_main_metric = "acc1"
     source_fields = {"label_column": str, "class_folders": str}
     source_defaults = {"label_column": "label"}
-    tables = {"prompts": {"classnames": str, "templates": str, "class_subset": str, "num_classes": int, "match_source": bool}}
+    tables = {"prompts": {"classnames": str, "templates": str, "class_subset": str, "num_classes": int, "match_source": bool},
+              "metrics": {ANY_KEY: dict}}
     required_tables = ("prompts",)
     identity = ("label",)
     clip_benchmark_task = "zeroshot_classification"
@@ -216,7 +297,34 @@ class ZeroShotClassification(Kind):
         if isinstance(folders, tuple) and len(folders) != num_classes:
             raise card.fail("source.class_folders", f"lists {len(folders)} folders for {num_classes} classes")
         return ClassificationTask(**common, classnames=lists["classnames"], templates=lists["templates"], num_classes=num_classes,
-                                  from_source=from_source, match_source=prompts.get("match_source", False))
+                                  from_source=from_source, match_source=prompts.get("match_source", False),
+                                  card_metrics=self._card_metrics(card, tables.get("metrics", {}), common["source"], num_classes))
+
+    def _card_metrics(self, card: "Card", table: dict[str, dict], source: Any, num_classes: int) -> tuple[CardMetric, ...]:
+        out = []
+        builtin = {m.name for m in self.metrics}
+        for name, entry in table.items():
+            field = f"metrics.{name}"
+            if not _METRIC_NAME.fullmatch(name) or name in builtin:
+                raise card.fail(field, "must be named with letters, digits and _@.+- only, and not as a built-in metric")
+            kind = entry.get("type")
+            if kind not in CARD_METRIC_KEYS:
+                raise card.fail(f"{field}.type", f"must be one of {', '.join(CARD_METRIC_KEYS)}, got {kind!r}")
+            card.check(entry, CARD_METRIC_KEYS[kind], prefix=field + ".")
+            if kind == MACRO_F1:
+                out.append(CardMetric(name, kind))
+                continue
+            by = card.require(entry, "by", field + ".")
+            if by not in source.metadata_fields:
+                raise card.fail(f"{field}.by", f"= {by!r} is not one of source.metadata_fields "
+                                f"({', '.join(source.metadata_fields) or 'none'}); name the field the groups are")
+            top, skip = entry.get("top", 1), entry.get("skip", [])
+            if not 1 <= top <= num_classes:
+                raise card.fail(f"{field}.top", f"must be between 1 and the {num_classes} classes, got {top}")
+            if not all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in skip):
+                raise card.fail(f"{field}.skip", f"must list group values (integers, 0 or more), got {skip!r}")
+            out.append(CardMetric(name, kind, by, top, tuple(sorted(set(skip)))))
+        return tuple(out)
 
     @staticmethod
     def _subset(card: "Card", relative: str, total: int) -> list[int]:
@@ -279,20 +387,25 @@ class ZeroShotClassification(Kind):
 
     def metric_names(self, spec: ClassificationTask) -> tuple[str, ...]:
         # acc5 is meaningless (always 1.0) with fewer than five classes.
-        return tuple(m.name for m in self.metrics if m.name != "acc5" or spec.num_classes >= 5)
+        builtin = tuple(m.name for m in self.metrics if m.name != "acc5" or spec.num_classes >= 5)
+        return builtin + tuple(m.name for m in spec.card_metrics)
 
     def profile(self, spec: ClassificationTask) -> dict[str, str | None]:
         from vtde_bench.profile import digest
 
         folders = spec.source.class_folders
-        return {"classnames": digest(spec.classnames), "templates": digest(spec.templates),
-                "class_folders": folders if isinstance(folders, str) or folders is None else digest(folders)}
+        fields = {"classnames": digest(spec.classnames), "templates": digest(spec.templates),
+                  "class_folders": folders if isinstance(folders, str) or folders is None else digest(folders)}
+        if spec.card_metrics:  # (only then: profiles of cards without them stay as they were)
+            fields["card_metrics"] = digest([m.describe() for m in spec.card_metrics] + list(spec.source.metadata_fields))
+        return fields
 
     def score(self, spec: ClassificationTask, model: Any, data: Any, images: Any, context: Any) -> Any:
         import pandas as pd
         import torch
 
         from vtde_bench import metrics as M
+        from vtde_bench.errors import UserError
         from vtde_bench.evaluators import Scores, sample_identity
 
         assert data.labels is not None and spec.bound, "bind the task to its source first (ZeroShotClassification.bind)"
@@ -322,13 +435,36 @@ class ZeroShotClassification(Kind):
                 "top5": [row for row in predictions.tolist()],
             }
         )
+        metrics, counts = scores_from_ranks(ranks, labels, n), counts_from_ranks(ranks, n)
+        per_group = {}
+        for m in spec.card_metrics:
+            if m.type == MACRO_F1:
+                assigned = M.assigned_classes(images.embeddings, classes, labels, twins=twins)
+                metrics[m.name] = M.macro_f1(labels, assigned)
+                samples[f"{m.name}:assigned"] = assigned.numpy()
+                continue
+            assert data.metadata is not None, "the loader reads source.metadata_fields"
+            groups = torch.tensor([data.metadata[m.by][i] for i in images.indices], dtype=torch.long)
+            if m.skip:
+                groups[torch.isin(groups, torch.tensor(m.skip))] = -1
+            hits = ranks <= m.top
+            found = M.group_counts(hits, groups)
+            if not found:
+                raise UserError(f"task {spec.name}: no image belongs to a group of {m.by} that {m.name} counts; "
+                                "with --limit, take more rows")
+            counts[m.name] = M.worst_group(found)
+            metrics[m.name] = counts[m.name][0] / counts[m.name][1]
+            per_group[m.name] = {f"{m.by}={g}": {"value": h / k, "images": k} for g, (h, k) in found.items()}
+            samples[f"{m.name}:group"] = groups.numpy()
+            samples[f"{m.name}:hit"] = hits.numpy()
         return Scores(
-            metrics=scores_from_ranks(ranks, labels, n),
-            counts=counts_from_ranks(ranks, n),
+            metrics=metrics,
+            counts=counts,
             samples=samples,
             num_texts=n * len(spec.templates),
             timings={"embed_texts_s": texts_done - started, "metrics_s": time.perf_counter() - texts_done},
             per_class_recall={name: (None if r != r else r) for name, r in zip(class_keys(spec.classnames), recalls)},
+            per_group=per_group or None,
             warnings=warnings,
         )
 
@@ -336,7 +472,16 @@ class ZeroShotClassification(Kind):
         from vtde_bench.bootstrap import in_content_order
 
         samples = in_content_order(samples, list(self.identity))
-        return len(samples), statistic_of(samples["rank"].to_numpy(), samples["label"].to_numpy(), acc5="acc5" in metrics)
+        labels = samples["label"].to_numpy()
+        base = statistic_of(samples["rank"].to_numpy(), labels, acc5="acc5" in metrics)
+        # A card's metrics are resampled from the columns their scoring wrote (`<name>:group`, `<name>:hit`,
+        # `<name>:assigned`): the per-sample table alone says how, with or without the card.
+        extra = {name: card_metric_statistic(samples, name, labels) for name in metrics if name not in base_names(self)}
+
+        def statistic(idx: "np.ndarray") -> dict[str, "np.ndarray"]:
+            return {**base(idx), **{name: f(idx) for name, f in extra.items()}}
+
+        return len(samples), statistic
 
 
 KIND = register_kind(ZeroShotClassification())

@@ -169,6 +169,8 @@ class TaskResult:
     main_score: float
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95% bootstrap interval of each metric (none: {})
     per_class_recall: dict[str, float | None] | None = None  # kinds with classes: each class's top-1 recall
+    # Group metrics' groups: {metric: {"field=value": {"value": its hit rate, "images": its images}}}
+    per_group: dict[str, dict[str, dict[str, Any]]] | None = None
     warnings: tuple[str, ...] = ()  # what may make the numbers mean less than they seem
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (hits, queries) behind each count metric
     schema_version: int = SCHEMA_VERSION
@@ -230,6 +232,7 @@ class TaskResult:
             "main_score": self.main_score,
             "run": self.run.to_json(),
             "per_class_recall": self.per_class_recall,
+            "per_group": self.per_group,
             "intervals": {k: list(v) for k, v in self.intervals.items()} or None,
             "warnings": list(self.warnings),
             "counts": {k: list(v) for k, v in self.counts.items()},
@@ -262,6 +265,7 @@ class TaskResult:
             main_score=data["main_score"],
             intervals={k: (float(v[0]), float(v[1])) for k, v in (intervals or {}).items()},
             per_class_recall=data.get("per_class_recall"),
+            per_group=data.get("per_group"),
             warnings=tuple(data.get("warnings") or ()),
             counts={k: (int(v[0]), int(v[1])) for k, v in (data.get("counts") or {}).items()},
             path=path,
@@ -298,6 +302,11 @@ def _damage(data: Mapping[str, Any]) -> str | None:
         return "'intervals' is not a [low, high] pair of fractions per metric"
     if data.get("per_class_recall") is not None and not isinstance(data["per_class_recall"], dict):
         return "'per_class_recall' is not an object"
+    per_group = data.get("per_group")
+    if per_group is not None and not (isinstance(per_group, dict) and all(
+            isinstance(groups, dict) and all(isinstance(g, dict) and fraction(g.get("value")) for g in groups.values())
+            for groups in per_group.values())):
+        return "'per_group' is not a {metric: {group: {value, images}}} object"
     warnings = data.get("warnings", [])
     if not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
         return "'warnings' is not a list of text"
