@@ -26,6 +26,10 @@ WDS_ROOT_FILES = ("classnames.txt", "zeroshot_classification_templates.txt", "da
 def file_patterns(task: Task) -> list[str]:
     """The repo files a task needs: its split's shards and, for webdataset repos, the root text files."""
     src = task.source
+    if task.kind.needs == "instances":
+        from vtde_bench.data.instances import source_files
+
+        return source_files(task)
     if src.format == "webdataset":
         return [f"{src.split}/*", *WDS_ROOT_FILES]
     prefixes = [f"{src.config}/", ""] if src.config else ["", "data/"]

@@ -10,6 +10,8 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vtde_bench.data.instances import LAYOUT as INSTANCES
+from vtde_bench.data.instances import load_instances
 from vtde_bench.data.layouts import local_layout, read_dataset
 from vtde_bench.data.rows import TaskData, content_fingerprint
 from vtde_bench.data.targets import (captions_of, check_columns, column, columns_for, imagefolder_labels, labels_of,
@@ -42,6 +44,8 @@ def load_task_data(
     progress = progress or NullProgress()
     src = task.source
     folder, layout = local_copy(task, data_dir)
+    if task.kind.needs == "instances":  # instances over a pool of images: their own table and images (or the hub's)
+        return load_instances(task, folder, limit=limit, progress=progress, cache=cache)
 
     dataset, layout = read_dataset(task, layout, folder)
 
@@ -104,11 +108,12 @@ def local_copy(task: TaskSpec, data_dir: str | Path | None) -> tuple[Path | None
         UserError: `data_dir` is given but holds no copy of the task.
     """
     src = task.source
+    own = task.kind.needs == "instances"  # such a copy is the source's own files, in no layout of `LAYOUTS`
     if data_dir is not None and (Path(data_dir) / task.name).exists():
         folder = Path(data_dir) / task.name
-        return folder, local_layout(folder)
+        return folder, INSTANCES if own and folder.is_dir() else local_layout(folder)
     if src.path is not None:
-        return src.path, local_layout(src.path, src.format)
+        return src.path, INSTANCES if own and src.path.is_dir() else local_layout(src.path, src.format)
     if data_dir is not None:
         raise UserError(
             f"task {task.name}: no local copy at {Path(data_dir) / task.name}; "
@@ -121,6 +126,8 @@ def bind_task(task: TaskSpec, data_dir: str | Path | None = None) -> TaskSpec:
     """The task with what its card takes from the source's own root files (a webdataset's `classnames.txt`)
     read from the copy it will load: the local one, or the hub repo at the card's revision."""
     folder, _ = local_copy(task, data_dir)
+    if task.kind.needs == "instances":
+        return task
 
     def read(filename: str) -> str | None:
         if folder is not None:

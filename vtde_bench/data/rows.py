@@ -32,6 +32,7 @@ class TaskData:
     location: str
     labels: list[int] | None = None
     captions: list[list[str]] | None = None
+    instances: list[Any] | None = None  # kinds that need instances: `data.instances.Instance`s over these rows
     metadata: dict[str, list[int]] | None = None  # per field of the card's `source.metadata_fields`: each row's value
     blank_captions: int = 0  # captions that are empty or only whitespace (kept, as CLIP_benchmark keeps them)
     fingerprint: str = ""  # content only: the same rows in any order or layout give the same value
@@ -100,6 +101,11 @@ def _as_bytes(value: Any, key: str, columns: Sequence[str]) -> bytes:
         if value.get("bytes") is not None:  # b"" is a zero-byte image: a bad image (skippable), not a missing one
             return value["bytes"]
         if value.get("path"):
+            if "://" in value["path"]:  # an archive member or a remote file, as `datasets` names them
+                import fsspec
+
+                with fsspec.open(value["path"], "rb") as f:
+                    return f.read()
             return Path(value["path"]).read_bytes()
     where = f"column '{columns[0]}'" if len(columns) == 1 else f"any of the columns {', '.join(columns)}"
     raise UserError(f"image {key!r} holds no image bytes or path in {where}; check the image column (or the shard's files)")

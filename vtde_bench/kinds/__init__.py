@@ -7,7 +7,7 @@ its metrics (names, display labels, direction), its default main metric, what of
 a run's profile, and how other tools' result files name its metrics. No module outside this
 package names a metric or branches on a kind: they ask the kind.
 
-Zero-shot classification and retrieval are built in. Another kind is a `Kind` subclass whose
+Zero-shot classification, retrieval and visual associations (WinoGAViL) are built in. Another kind is a `Kind` subclass whose
 instance is passed to `register_kind`, or named in the `vtde_bench.kinds` entry-point group of an
 installed package (``toy = my_package.kinds:KIND``), which the command line loads on first use.
 
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from vtde_bench.spec import Card, TaskSpec
 
 ENTRY_POINTS = "vtde_bench.kinds"
-NEEDS = ("labels", "captions")  # what the data loader can give a kind of each row: a class index, or captions
+# What the data loader can give a kind: each row's class index, or its captions; or instances over the rows
+# (`data.instances`: a text, candidate rows and the right ones among them).
+NEEDS = ("labels", "captions", "instances")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Kind:
     type: ClassVar[str]  # the card's `type`
     title: ClassVar[str]  # what its tables are called: "zeroshot classification"
     short: ClassVar[str]  # its leaderboard average is "<short> avg"
-    needs: ClassVar[str]  # what the data loader gives it: "labels" (with the spec's `classnames`) or "captions"
+    needs: ClassVar[str]  # what the data loader gives it (`NEEDS`): "labels" (with the spec's `classnames`), "captions", "instances"
     metrics: ClassVar[tuple[Metric, ...]]
     default_main_metric: ClassVar[str]
     source_fields: ClassVar[dict[str, type]] = {}  # card [source] keys of this kind, beside the common ones
@@ -216,4 +218,4 @@ def kind_of_clip_benchmark_task(task: str) -> Kind | None:
     return next((k for k in all_kinds() if k.clip_benchmark_task == task), None)
 
 
-from vtde_bench.kinds import classification, retrieval  # noqa: E402, F401  (registers the built-in kinds)
+from vtde_bench.kinds import association, classification, retrieval  # noqa: E402, F401  (registers the built-in kinds)
