@@ -118,7 +118,6 @@ class Association(Kind):
         return {"prompt": f"lowercase={spec.lowercase} article={spec.article}"}
 
     def score(self, spec: AssociationTask, model: Any, data: Any, images: Any, context: Any) -> Any:
-        import numpy as np
         import pandas as pd
 
         from vtde_bench.errors import UserError
