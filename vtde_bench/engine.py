@@ -113,6 +113,7 @@ def _record(task: TaskSpec, model: Embedder, data: TaskData, outcome: Outcome, c
         ),
         dataset=DatasetRecord(
             source=task.source.describe(), hub=task.source.hub, revision=task.source.revision,
+            resolved_commit=data.resolved_commit,
             split=task.source.split, layout=data.layout, location=data.location,
             fingerprint=data.fingerprint, num_images=outcome.num_images, num_texts=outcome.num_texts,
             num_bad_images=len(outcome.bad_images), bad_image_keys=tuple(k for k, _ in outcome.bad_images),

@@ -48,11 +48,18 @@ class Source:
     # Per-image metadata the task's metrics group by (WILDS' metadata_fields): the integers of each sample's .npy
     # member in this order (webdataset), or the columns of these names (other layouts).
     metadata_fields: tuple[str, ...] = ()
+    # Why no commit could be verified, for a hub source whose `revision` is then a branch or tag: a run and a
+    # download resolve it to a commit and record that (`DatasetRecord.resolved_commit`).
+    unpinned: str | None = None
+
+    @property
+    def pinned(self) -> bool:
+        return self.hub is None or self.unpinned is None
 
     def describe(self) -> str:
         if self.hub is not None:
             rev = f"@{self.revision[:12]}" if self.revision else ""
-            return f"{self.hub}{rev}"
+            return f"{self.hub}{rev}" + ("" if self.pinned else " (unpinned)")
         return str(self.path)
 
 

@@ -37,7 +37,9 @@ _SOURCE_KEYS = {
     "key_column": str,
     "num_samples": int,
     "metadata_fields": list,
+    "unpinned": str,
 }
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a full commit id: what a pinned hub source names
 _FORMATS = ("auto", "parquet", "webdataset", "imagefolder", "arrow")
 # A task's name becomes a file name (<output>/<model>/<name>.json, <data-dir>/<name>/): no separators, no leading dot.
 _NAME = re.compile(r"\w[\w.-]*")
@@ -78,6 +80,13 @@ def load_card(path: str | Path) -> TaskSpec:
         raise card.fail("source", "needs exactly one of 'hub' (a dataset id) or 'path' (a local folder)")
     if "hub" in src and "revision" not in src:
         raise card.fail("source.revision", "is missing; pin hub datasets to a commit sha so results are reproducible")
+    unpinned = src.get("unpinned")
+    if unpinned is not None and ("hub" not in src or not unpinned.strip()):
+        raise card.fail("source.unpinned", "says why a hub source's revision is a branch, not a commit: it needs "
+                        "source.hub and a reason")
+    if "hub" in src and unpinned is None and not COMMIT.fullmatch(src["revision"]):
+        raise card.fail("source.revision", f"= {src['revision']!r} is not a full 40-hex commit; pin the commit, or, where "
+                        "none can be verified, set source.unpinned to say why (runs then record the commit they resolve)")
     fmt = src.get("format", "auto")
     if fmt not in _FORMATS:
         raise card.fail("source.format", f"must be one of {', '.join(_FORMATS)}, got {fmt!r}")
@@ -103,6 +112,7 @@ def load_card(path: str | Path) -> TaskSpec:
         path=data_path,
         key_column=src.get("key_column"),
         metadata_fields=tuple(metadata_fields),
+        unpinned=unpinned,
         **kind.source_values(card, src),
     )
     tables = {t: card.table(t, allowed, required=t in kind.required_tables) for t, allowed in kind.tables.items()}

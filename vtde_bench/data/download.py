@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from vtde_bench.data.provenance import RECORD, resolve_commit, write_record
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.spec import TaskSpec as Task
@@ -50,14 +51,13 @@ def _from_mirror(mirror: Path, task: Task, patterns: list[str], dest: Path) -> i
     return copied
 
 
-def _from_hub(task: Task, patterns: list[str], dest: Path) -> int:
+def _from_hub(task: Task, patterns: list[str], dest: Path, commit: str) -> int:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         snapshot_download(
-            repo_id=task.source.hub, repo_type="dataset", revision=task.source.revision,
-            allow_patterns=patterns, local_dir=str(dest),
+            repo_id=task.source.hub, repo_type="dataset", revision=commit, allow_patterns=patterns, local_dir=str(dest),
         )
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
         raise UserError(f"task {task.name}: cannot download {task.source.describe()} ({str(e).splitlines()[0]}); check the network") from None
@@ -92,9 +92,17 @@ def download_task(task: Task, to: str | Path, *, overwrite: bool = False, progre
     patterns = file_patterns(task)
     try:
         with progress.bar(f"Downloading {task.name} ({task.source.describe()})", total=None):
-            count = _from_mirror(Path(mirror), task, patterns, staging) if mirror else _from_hub(task, patterns, staging)
+            if mirror:  # a mirror holds files, not commits: it vouches for a pinned revision only
+                count, commit = _from_mirror(Path(mirror), task, patterns, staging), task.source.revision if task.source.pinned else None
+            else:
+                commit = resolve_commit(task)  # an unpinned branch, once: every file of the copy from one commit
+                count = _from_hub(task, patterns, staging, commit)
         if count == 0:
             raise UserError(f"task {task.name}: no files of split '{task.source.split}' in {task.source.describe()} ({', '.join(patterns)})")
+        write_record(staging, task, commit, "mirror" if mirror else "hub")
+        if not task.source.pinned:
+            progress.note(f"{task.name}: {task.source.hub}@{task.source.revision} is unpinned; downloaded commit "
+                          f"{commit or 'unknown (a mirror)'}, recorded in {dest / RECORD}")
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging, dest)

@@ -7,12 +7,14 @@ Every layout goes through `datasets`: a hub id at a pinned revision, a `save_to_
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vtde_bench.data.instances import LAYOUT as INSTANCES
 from vtde_bench.data.instances import load_instances
 from vtde_bench.data.layouts import local_layout, read_dataset
+from vtde_bench.data.provenance import recorded_commit, resolve_commit
 from vtde_bench.data.rows import TaskData, content_fingerprint
 from vtde_bench.data.targets import (captions_of, check_columns, column, columns_for, imagefolder_labels, labels_of,
                                      metadata_of, needs_labels, row_keys)
@@ -39,13 +41,25 @@ def load_task_data(
             or column, labels out of range, captions that are not text, a row count
             that differs from the card's.
     """
+    progress = progress or NullProgress()
+    folder, layout = local_copy(task, data_dir)
+    commit = recorded_commit(folder, task) if folder is not None else resolve_commit(task) if task.source.hub else None
+    if folder is None and not task.source.pinned:  # read the commit the branch names now, and record that one
+        task = replace(task, source=replace(task.source, revision=commit))
+    if task.kind.needs == "instances":  # instances over a pool of images: their own table and images (or the hub's)
+        data = load_instances(task, folder, limit=limit, progress=progress, cache=cache)
+    else:
+        data = _load_rows(task, folder, layout, limit=limit, progress=progress, cache=cache)
+    data.resolved_commit = commit
+    return data
+
+
+def _load_rows(task: TaskSpec, folder: Path | None, layout: str, *, limit: int | None, progress: Progress,
+               cache: "EmbeddingCache | None") -> TaskData:
+    """The rows of a task whose kind needs a label or captions per image, in one of `LAYOUTS` or from the hub."""
     import datasets
 
-    progress = progress or NullProgress()
     src = task.source
-    folder, layout = local_copy(task, data_dir)
-    if task.kind.needs == "instances":  # instances over a pool of images: their own table and images (or the hub's)
-        return load_instances(task, folder, limit=limit, progress=progress, cache=cache)
 
     dataset, layout = read_dataset(task, layout, folder)
 

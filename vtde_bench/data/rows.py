@@ -37,7 +37,8 @@ class TaskData:
     blank_captions: int = 0  # captions that are empty or only whitespace (kept, as CLIP_benchmark keeps them)
     fingerprint: str = ""  # content only: the same rows in any order or layout give the same value
     image_sha256: list[str] | None = None  # each row's image bytes' sha256, in row order
-    order_fingerprint: str = ""  # the image bytes in row order: what cached embeddings, stored by row, depend on
+    order_fingerprint: str = ""
+    resolved_commit: str | None = None  # the hub commit the rows are of, where known (`data.provenance`)  # the image bytes in row order: what cached embeddings, stored by row, depend on
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -100,6 +100,8 @@ class DatasetRecord:
     num_texts: int
     hub: str | None = None
     revision: str | None = None
+    resolved_commit: str | None = None  # the commit the data are of: the pinned revision, what an unpinned one
+    # resolved to, or a downloaded copy's record; None where unknown (a local copy made otherwise)
     split: str | None = None
     layout: str | None = None
     location: str | None = None
