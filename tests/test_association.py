@@ -193,5 +193,5 @@ def test_download_fetches_the_two_files_from_a_mirror(tmp_path, monkeypatch):
     (tmp_path / "mirror" / "nlphuji" / "winogavil" / "winogavil.py").write_text("# the loading script: not needed\n")
     monkeypatch.setenv("VTDE_BENCH_HUB_MIRROR", str(tmp_path / "mirror"))
     dest = download_task(small(len(rows)), tmp_path / "data")
-    assert sorted(p.name for p in dest.iterdir()) == ["winogavil_dataset.csv", "winogavil_images.zip"]
+    assert sorted(p.name for p in dest.iterdir()) == [".vtde-source.json", "winogavil_dataset.csv", "winogavil_images.zip"]
     assert len(load_task_data(small(len(rows)), data_dir=tmp_path / "data").instances) == len(rows)

@@ -206,7 +206,9 @@ def test_download_then_run_offline(tmp_path, tiny_vtde, monkeypatch):
     data = tmp_path / "data"
     assert main(["download", "--tasks", "cifar10", "flickr30k", "--to", str(data)]) == 0
     assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file()) == [
+        "cifar10/.vtde-source.json",  # the repo, the card's revision and the commit the files are of
         "cifar10/plain_text/test-00000-of-00001.parquet",
+        "flickr30k/.vtde-source.json",
         "flickr30k/dataset_type.txt",
         "flickr30k/test/0.tar",
         "flickr30k/test/1.tar",
@@ -217,7 +219,7 @@ def test_download_then_run_offline(tmp_path, tiny_vtde, monkeypatch):
         (task,) = load_tasks(name)
         small = dataclasses.replace(task, source=dataclasses.replace(task.source, num_samples=rows, num_captions=None))
         result = evaluate(str(tiny_vtde), [small], options=RunOptions(output_dir=None, data_dir=data, workers=0))[name]
-        assert result.dataset.num_images == rows
+        assert result.dataset.num_images == rows and result.dataset.resolved_commit == task.source.revision
 
 
 def test_download_of_a_local_task_is_a_user_error(tmp_path, capsys):
