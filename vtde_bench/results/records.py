@@ -112,8 +112,9 @@ class DatasetRecord:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["bad_image_keys"] = list(self.bad_image_keys)
-        if self.num_blank_captions is None:
-            del data["num_blank_captions"]
+        for optional in ("num_blank_captions", "resolved_commit"):  # written where known
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod
