@@ -42,6 +42,12 @@ def tiny_clip(models_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_open_clip(models_dir) -> Path:
+    """A saved open_clip model in the `local-dir:` layout."""
+    return helpers.save_tiny_open_clip(models_dir / "tiny-open-clip")
+
+
+@pytest.fixture(scope="session")
 def tiny_siglip(models_dir) -> Path:
     return helpers.save_tiny_siglip(models_dir / "tiny-siglip")
 

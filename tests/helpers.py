@@ -153,6 +153,28 @@ def save_tiny_siglip(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
+OPEN_CLIP_CFG = {"embed_dim": 16, "vision_cfg": {"image_size": 64, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+                 "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+OPENAI_MEAN_STD = {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
+
+
+def save_tiny_open_clip(folder: Path, *, seed: int = 0, preprocess: dict | None = None, weights: bool = True) -> Path:
+    """An open_clip `CLIP` (tiny ViT, CLIP BPE text tower of context 16) saved in open_clip's `local-dir:` layout:
+    open_clip_config.json (model_cfg, preprocess_cfg) and open_clip_model.safetensors."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**OPEN_CLIP_CFG)
+    folder.mkdir(parents=True, exist_ok=True)
+    if weights:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "open_clip_model.safetensors")
+    config = {"model_cfg": OPEN_CLIP_CFG,
+              "preprocess_cfg": preprocess or {**OPENAI_MEAN_STD, "interpolation": "bicubic", "resize_mode": "shortest"}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    return folder
+
+
 # ----------------------------------------------------------------------------- images and datasets
 
 

@@ -15,6 +15,7 @@ import yaml
 import helpers
 from helpers import COLOUR_NAMES
 from helpers import classification_samples, write_result
+from vtde_bench import RunOptions, evaluate
 from vtde_bench.cli import main
 from vtde_bench.analysis.compare import NOT_SIGNIFICANT, REGRESSED, compare
 
@@ -232,8 +233,9 @@ def test_unwritable_report_file_names_its_option(option, synthetic, tmp_path, ca
     (tmp_path / "a-file").write_text("x")
     capsys.readouterr()
     assert gate(synthetic / "worse", "--baseline", synthetic / "baseline", option, tmp_path / "a-file" / "report") == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and f"choose another {option} path" in err
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]  # the notes before it are warnings (no profiles here)
+    assert len(errors) == 1 and f"choose another {option} path" in errors[0] and err[-1] == errors[0]
 
 
 def test_paired_compare_of_the_same_data_in_two_layouts(tiny_vtde, colour_rows, tmp_path, capsys):
@@ -259,3 +261,19 @@ def test_paired_compare_of_the_same_data_in_two_layouts(tiny_vtde, colour_rows, 
     assert gate(tmp_path / "out-a", "--baseline", tmp_path / "out-b", "--paired") == 2
     err = capsys.readouterr().err
     assert "--overwrite" in err and "image content" in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_with_other_evaluation_settings_are_refused_unless_forced(tiny_siglip, colour_rows, tmp_path, capsys):
+    """Issue #19 item 4: the text rule (and precision, decoder) is chosen by the run, not the checkpoint."""
+    card = helpers.colour_card(tmp_path, colour_rows[:6])
+    for folder, rule in (("canonical", None), ("none", "none")):
+        evaluate(str(tiny_siglip), [str(card)], options=RunOptions(output_dir=tmp_path / folder, workers=0, bootstrap=0,
+                                                                   text_normalize=rule))
+    capsys.readouterr()
+    assert gate(tmp_path / "none", "--baseline", tmp_path / "canonical") == 2
+    err = capsys.readouterr().err
+    assert "colours: text rule none vs baseline canonical; the runs are not comparable" in err
+    assert gate(tmp_path / "none", "--baseline", tmp_path / "canonical", "--force") in (0, 1)
+    out = capsys.readouterr()
+    assert "text rule none vs baseline canonical (compared anyway: --force)" in out.out + out.err
+    assert "text preprocessing differs" in out.out + out.err

@@ -1,6 +1,6 @@
 """The example scripts run, offline, and print what their docstrings promise.
 
-They run as a user runs them (`python examples/X.py`, a fresh interpreter), all three at
+They run as a user runs them (`python examples/X.py`, a fresh interpreter), all of them at
 once to share the two cores' import time; each builds its own tiny model.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ("api.py", "trainer_callback.py", "custom_loop.py")
+EXAMPLES = ("api.py", "trainer_callback.py", "custom_loop.py", "open_clip_loop.py")
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,11 @@ def test_custom_loop_example(runs):
         assert re.search(rf"^step {step}: loss \d+\.\d{{3}}  shapes-classification acc1 = 0\.\d{{4}}  "
                          rf"shapes-retrieval mean_recall@1 = 0\.\d{{4}}$", out, re.M)
     assert re.search(r"shapes-retrieval\s+mean_recall@1\s+0\.\d+\s+True", out)
+
+
+def test_open_clip_loop_example(runs):
+    out = check(runs["open_clip_loop.py"])
+    for step in (3, 6):
+        assert re.search(rf"^step {step}: loss \d+\.\d{{3}}  shapes-classification acc1 = 0\.\d{{4}}  "
+                         rf"shapes-retrieval mean_recall@1 = 0\.\d{{4}}$", out, re.M)
+    assert "preprocessing: open_clip transform" in out

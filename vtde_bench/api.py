@@ -70,10 +70,12 @@ def check_inputs(model: Any, tasks: Sequence[str | Task] | str, options: RunOpti
     Raises:
         UserError: what is wrong, and how to fix it.
     """
-    from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder
+    from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder, wants_open_clip
 
     _check_options(options)
     specs = _resolve_tasks(tasks)
+    if isinstance(model, (str, Path)) and wants_open_clip(str(model), options.pretrained):
+        return specs  # open_clip's loader checks its own inputs
     if isinstance(model, (str, Path)) and local_model_folder(str(model), options.revision) is None:
         hub_model_from_cache(str(model), options.revision)  # an unreachable hub fails here, in seconds
     return specs
@@ -162,7 +164,8 @@ def evaluate(
     else:
         with progress.bar(f"Loading model {model}", total=None):
             encoder = load_model(model, revision=options.revision, trust_remote_code=options.trust_remote_code,
-                                 device=options.device, precision=options.precision)
+                                 device=options.device, precision=options.precision, pretrained=options.pretrained,
+                                 text_normalize=options.text_normalize)
         if "loaded_from" in encoder.info.extra:
             progress.note(f"the Hugging Face Hub cannot be reached; loaded {model} from the local hub cache")
     load_model_s = time.perf_counter() - started if isinstance(model, (str, Path)) else 0.0

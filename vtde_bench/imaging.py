@@ -39,15 +39,21 @@ def decode_image(data: bytes) -> Image.Image:
     Transparency is composited onto white (`to_rgb`).
     Raises whatever Pillow raises for a corrupt image (callers report the key).
     """
+    return to_rgb(open_image(data))
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Decode image bytes to a PIL image in its own mode (palette, alpha and CMYK kept), but 16-bit and 32-bit
+    integer images scaled to 8-bit greyscale: the first step of every family's rule. open_clip's transforms take
+    it from there (they resize, then `convert("RGB")`).
+    """
     image = Image.open(io.BytesIO(data))
     image.load()
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        import numpy as np
-
         array = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(np.rint(array / top * 255.0), 0, 255).astype(np.uint8), mode="L")
-    return to_rgb(image)
+    return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

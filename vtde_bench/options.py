@@ -13,6 +13,7 @@ from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TEXT_RULES = ("none", "lower", "canonical")  # `encoders.text.RULES`
 
 
 def _option(default: Any, help: str, **flag: Any) -> Any:
@@ -25,6 +26,11 @@ class RunOptions:
     """Everything that shapes a run besides the model and the tasks."""
 
     revision: str | None = _option(None, "hub revision (branch, tag or commit) of --model")
+    pretrained: str | None = _option(None, "open_clip weights for an architecture given as --model: a pretrained tag "
+                                           "(open_clip.list_pretrained()) or a weights file", metavar="TAG_OR_FILE")
+    text_normalize: str | None = _option(None, "the rule texts get before the tokenizer: none, lower, or canonical "
+                                               "(big_vision's); default: the model family's own (canonical for SigLIP)",
+                                         choices=TEXT_RULES)
     data_dir: Path | None = _option(None, "read task T from a local copy in DIR/T/", type=Path, metavar="DIR")
     output_dir: Path | None = _option(Path("results"), "where results go; the API's None writes nothing", type=Path, metavar="DIR")
     batch_size: int = _option(64, "images per forward pass", type=int, metavar="N")

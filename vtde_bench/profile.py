@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 # The library's own protocol: bumped whenever a change of code moves numbers, so that no result
@@ -48,13 +48,19 @@ class Profile:
     image_preprocessing: str | None  # digest of the image processor's configuration (None: the model's own code)
     text_preprocessing: str | None  # digest of the tokenizer, its padding rule and length
     protocol: int = PROTOCOL
+    # The same preprocessing, readably (image size, resize, crop, mean/std, the path that computed the pixels;
+    # tokenizer, context length, padding, truncation, text rule). Not in the fingerprint: the digests are.
+    images: dict[str, Any] | None = field(default=None, compare=False)
+    texts: dict[str, Any] | None = field(default=None, compare=False)
 
     def _fields(self) -> dict[str, Any]:
         fields = asdict(self)
+        fields.pop("images"), fields.pop("texts")
         return {**fields.pop("kind_fields"), **fields}
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self._fields(), "fingerprint": self.fingerprint}
+        described = {k: v for k, v in (("images", self.images), ("texts", self.texts)) if v is not None}
+        return {**self._fields(), **described, "fingerprint": self.fingerprint}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Profile | None":
@@ -93,4 +99,11 @@ def run_profile(task: Any, model: Any, *, limit: int | None, bootstrap: int, boo
         skip_bad_images=skip_bad_images,
         image_preprocessing=model.preprocessing_fingerprint("images"),
         text_preprocessing=model.preprocessing_fingerprint("texts"),
+        images=_described(model, "images"),
+        texts=_described(model, "texts"),
     )
+
+
+def _described(model: Any, kind: str) -> dict[str, Any] | None:
+    describe = getattr(model, "describe", None)
+    return describe(kind) if callable(describe) else None

@@ -93,9 +93,36 @@ def _check_comparable(task: str, cand: TaskResult, base: TaskResult, *, force: b
     if cand.dataset_fingerprint != base.dataset_fingerprint:
         problems.append(f"dataset fingerprint {str(cand.dataset_fingerprint)[:8]} vs baseline {str(base.dataset_fingerprint)[:8]}"
                         + (" (a --limit run)" if cand.limited or base.limited else ""))
+    settings = [evaluation_settings(r) for r in (cand, base)]
+    for name in EVALUATION_SETTINGS:
+        mine, theirs = (s.get(name) if s is not None else None for s in settings)
+        if mine is not None and theirs is not None and mine != theirs:
+            problems.append(f"{name} {mine} vs baseline {theirs}")
     if problems and not force:
-        raise UserError(f"{task}: {'; '.join(problems)}; the runs are not comparable (rerun on the same data, or --force)")
+        raise UserError(f"{task}: {'; '.join(problems)}; the runs are not comparable (rerun on the same data and "
+                        "settings, or --force)")
     notes += [f"{task}: {p} (compared anyway: --force)" for p in problems]
+    for role, record, found in (("candidate", cand, settings[0]), ("baseline", base, settings[1])):
+        if found is None:
+            notes.append(f"{task}: the {role}'s result holds no profile (an older vtde-bench): its settings are unknown")
+    profiles = [r.run.profile for r in (cand, base)]
+    if all(p is not None for p in profiles):
+        for what, attr in (("image preprocessing", "image_preprocessing"), ("text preprocessing", "text_preprocessing")):
+            if getattr(profiles[0], attr) != getattr(profiles[1], attr):
+                notes.append(f"{task}: the checkpoints' {what} differs (their processors or tokenizers are not the same)")
+
+
+# What a run chooses, as opposed to what its checkpoint is: two runs that differ in one measure different things.
+EVALUATION_SETTINGS = ("precision", "text rule", "decoder")
+
+
+def evaluation_settings(result: TaskResult) -> dict[str, str | None] | None:
+    """A result's evaluation-time settings, from its profile; None for a result without one."""
+    profile = result.run.profile
+    if profile is None:
+        return None
+    return {"precision": profile.precision, "text rule": (profile.texts or {}).get("text_rule"),
+            "decoder": (profile.images or {}).get("decoder")}
 
 
 def _paired_intervals(task: str, cand: TaskResult, base: TaskResult, *, resamples: int) -> dict[str, list[float]]:

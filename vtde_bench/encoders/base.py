@@ -64,9 +64,10 @@ class ModelInfo:
 
     @property
     def slug(self) -> str:
-        """Folder name for results: `org__name` for a hub id, `<folder>-<fingerprint[:8]>` for a local folder."""
+        """Folder name for results: `org__name` for a hub id (`hf-hub_org__name` for open_clip's, `ViT-B-32__tag` for an
+        open_clip architecture's tag), `<folder>-<fingerprint[:8]>` for a local folder."""
         if not self.is_local:
-            return self.path.replace("/", "__")
+            return self.path.replace("/", "__").replace(":", "_")
         name = Path(self.path).resolve().name or "model"
         return f"{name}-{(self.weights_fingerprint or 'unknown')[:8]}"
 

@@ -13,6 +13,18 @@ from pathlib import Path
 from vtde_bench.errors import UserError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+LOCAL_DIR, HF_HUB = "local-dir:", "hf-hub:"  # open_clip's schemas
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+
+
+def wants_open_clip(model: str, pretrained: str | None) -> bool:
+    """Whether `--model` names an open_clip model (the precedence the README states): a `local-dir:` or `hf-hub:`
+    prefix; any name with `--pretrained`; a folder with `open_clip_config.json` and no `config.json` (a folder
+    with both, as laion/* repos ship, loads through transformers unless prefixed)."""
+    if model.startswith((LOCAL_DIR, HF_HUB)) or pretrained is not None:
+        return True
+    folder = Path(model).expanduser()
+    return folder.is_dir() and (folder / OPEN_CLIP_CONFIG).is_file() and not (folder / "config.json").is_file()
 
 
 def is_local(path: str) -> bool:
@@ -34,6 +46,10 @@ def local_model_folder(path: str, revision: str | None = None) -> Path | None:
     if not folder.is_dir():
         raise UserError(f"--model {path} is a file; give the folder that holds config.json and the weights")
     if not (folder / "config.json").is_file():
+        if any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) or any(folder.glob("*.pt*")):
+            raise UserError(f"--model {path} has no config.json (nor {OPEN_CLIP_CONFIG}), only weights: the architecture "
+                            "and preprocessing are unknown; add the config (save_pretrained), or name an open_clip "
+                            "architecture with --pretrained FILE")
         raise UserError(f"--model {path} has no config.json; give a folder written by save_pretrained")
     if revision is not None:
         raise UserError("--revision applies to hub ids only; a local folder has no revisions")

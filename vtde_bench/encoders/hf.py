@@ -20,6 +20,7 @@ from torch import Tensor
 from vtde_bench import imaging
 from vtde_bench.encoders.base import ModelInfo, weights_fingerprint
 from vtde_bench.encoders.device import resolve_device, resolve_precision, wants_channels_last
+from vtde_bench.encoders.text import normalizer, rule_for
 from vtde_bench.errors import RunFailure, UserError
 
 # SigLIP was trained on texts padded to the full length; its text tower pools the
@@ -55,7 +56,8 @@ class HFDualEncoder:
     worker processes; `embed_*` runs the model on its device.
     """
 
-    def __init__(self, model: Any, processor: Any, *, info: ModelInfo, device: str = "auto", precision: str = "auto"):
+    def __init__(self, model: Any, processor: Any, *, info: ModelInfo, device: str = "auto", precision: str = "auto",
+                 text_normalize: str | None = None):
         check_dual_encoder(model, info.path)
         check_processor(processor, info.path)
         self.device = resolve_device(device)
@@ -69,6 +71,9 @@ class HFDualEncoder:
         config = model.config
         self.info.model_type = getattr(config, "model_type", None)
         self.pad_to_max_length = self.info.model_type in _PAD_TO_MAX_LENGTH
+        # The family's text rule (SigLIP: big_vision's canonical text), which transformers' processors do not apply.
+        self.text_rule = rule_for(self.info.model_type, text_normalize)
+        self._normalize = normalizer(self.text_rule)
         self.max_text_length = self._max_text_length()
         # The batched path is used only where it matches the checkpoint's processor on probe images.
         self.batched_images = imaging.build(self.image_processor)
@@ -100,6 +105,19 @@ class HFDualEncoder:
             )
         return image_width
 
+    def describe(self, kind: str) -> dict[str, Any]:
+        """What turns inputs of `kind` into model inputs, readably (for the profile)."""
+        if kind == "images":
+            config = self.image_processor.to_dict() if hasattr(self.image_processor, "to_dict") else {}
+            keys = ("size", "crop_size", "do_resize", "do_center_crop", "resample", "do_rescale", "rescale_factor",
+                    "do_normalize", "image_mean", "image_std", "do_convert_rgb")
+            return {"path": "batched" if self.batched_images is not None else "processor",
+                    "processor": type(self.image_processor).__name__,
+                    **{k: config[k] for k in keys if k in config}, "decode": "transparency on white", "decoder": "cpu"}
+        return {"tokenizer": type(self.tokenizer).__name__, "context_length": self.max_text_length,
+                "padding": "max_length" if self.pad_to_max_length else "longest", "truncation": True,
+                "text_rule": self.text_rule}
+
     def preprocessing_fingerprint(self, kind: str) -> str:
         """sha256 of what turns inputs of `kind` ("images" or "texts") into model inputs.
 
@@ -114,6 +132,8 @@ class HFDualEncoder:
                 text = f"{type(self.image_processor).__name__}|{config}|batched={self.batched_images is not None}"
             else:
                 text = f"{type(self.tokenizer).__name__}|{self.pad_to_max_length}|{self.max_text_length}|{_tokenizer_definition(self.tokenizer)}"
+                if self.text_rule != "none":  # (only then: fingerprints of models without a rule stay as they were)
+                    text += f"|text_rule={self.text_rule}"
             self._preprocessing[kind] = hashlib.sha256(text.encode()).hexdigest()
         return self._preprocessing[kind]
 
@@ -139,15 +159,19 @@ class HFDualEncoder:
             return self.batched_images(images)
         return dict(self.image_processor(images=images, return_tensors="pt"))
 
+    def _texts(self, texts: list[str]) -> list[str]:
+        return texts if self._normalize is None else [self._normalize(t) for t in texts]
+
     def text_inputs(self, texts: list[str]) -> dict[str, Tensor]:
+        texts = self._texts(texts)
         padding = "max_length" if self.pad_to_max_length else True
         return dict(
             self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_text_length, return_tensors="pt")
         )
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Each text's token ids as the model sees them (truncated, unpadded)."""
-        return self.tokenizer(texts, truncation=True, max_length=self.max_text_length)["input_ids"]
+        """Each text's token ids as the model sees them (normalised by the text rule, truncated, unpadded)."""
+        return self.tokenizer(self._texts(texts), truncation=True, max_length=self.max_text_length)["input_ids"]
 
     # -------------------------------------------------------------- model (device)
 

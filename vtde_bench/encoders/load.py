@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from vtde_bench.encoders.base import DualEncoder, ModelInfo
-from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder
+from vtde_bench.encoders.checkpoints import hub_model_from_cache, local_model_folder, wants_open_clip
 from vtde_bench.encoders.custom import ProtocolEncoder
 from vtde_bench.encoders.hf import HFDualEncoder, check_dual_encoder
+from vtde_bench.encoders.openclip import OpenClipEncoder, load_open_clip
 from vtde_bench.errors import UserError
 
 
@@ -17,11 +18,18 @@ def as_dual_encoder(model: Any, *, processor: Any = None, device: str = "auto", 
     """Turn what a user hands the API into something the embedding loop can drive.
 
     Accepts a loaded adapter, a transformers model (with `processor`, or one saved
-    beside it at `model.name_or_path`), or any object with `encode_images` /
-    `encode_texts`.
+    beside it at `model.name_or_path`), an open_clip model (with `processor=(preprocess, tokenizer)`),
+    or any object with `encode_images` / `encode_texts`.
     """
-    if isinstance(model, (HFDualEncoder, ProtocolEncoder)):
+    if isinstance(model, (HFDualEncoder, ProtocolEncoder, OpenClipEncoder)):
         return model
+    if callable(getattr(model, "encode_image", None)) and callable(getattr(model, "encode_text", None)):
+        # An open_clip model object (CLIP, CustomTextCLIP, CoCa): its transform and tokenizer come beside it.
+        if not (isinstance(processor, (tuple, list)) and len(processor) == 2 and all(map(callable, processor))):
+            raise UserError(f"pass processor=(preprocess, tokenizer) for this {type(model).__name__}: open_clip's eval "
+                            "transform and tokenizer (open_clip.create_model_and_transforms, open_clip.get_tokenizer)")
+        return OpenClipEncoder(model, processor[0], processor[1], info=ModelInfo(path=type(model).__name__,
+                               extra={"loader": "open_clip"}), device=device, precision=precision)
     if callable(getattr(model, "get_image_features", None)):
         if processor is None:
             from transformers import AutoProcessor
@@ -47,16 +55,22 @@ def load_model(
     trust_remote_code: bool = False,
     device: str = "auto",
     precision: str = "auto",
-) -> HFDualEncoder:
-    """Load a dual encoder and its processor from a `save_pretrained` folder or a hub id.
+    pretrained: str | None = None,
+    text_normalize: str | None = None,
+) -> Any:
+    """Load a dual encoder and its processor from a `save_pretrained` folder or a hub id, or an open_clip model
+    (`checkpoints.wants_open_clip`: `local-dir:`, `hf-hub:`, an architecture with `pretrained`, an open_clip folder).
 
     Raises:
         UserError: the path is missing or not a folder, has no config.json, is not a
             dual encoder, or its weights do not load.
     """
+    path = str(path)
+    if wants_open_clip(path, pretrained):
+        return load_open_clip(path, pretrained=pretrained, revision=revision, device=device, precision=precision,
+                              text_normalize=text_normalize)
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
-    path = str(path)
     folder = local_model_folder(path, revision)
     local = folder is not None
     if folder is not None:
@@ -68,7 +82,8 @@ def load_model(
             model = flax_checkpoint.load_flax_model(folder)
             processor = flax_checkpoint.load_flax_processor(folder)
             info = ModelInfo(path=path, is_local=True, extra={"weights_format": "flax"})
-            return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
+            return HFDualEncoder(model, processor, info=info, device=device, precision=precision,
+                                 text_normalize=text_normalize)
         # ---- end of the Flax branch
     hub_args: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if not local and hub_model_from_cache(path, revision):
@@ -108,7 +123,7 @@ def load_model(
         is_local=local,
         extra={"loaded_from": "hub cache (the hub could not be reached)"} if hub_args.get("local_files_only") else {},
     )
-    return HFDualEncoder(model, processor, info=info, device=device, precision=precision)
+    return HFDualEncoder(model, processor, info=info, device=device, precision=precision, text_normalize=text_normalize)
 
 
 def _first_line(error: BaseException) -> str:
