@@ -57,6 +57,7 @@ def run_task(task: TaskSpec, model: Embedder, context: Context, *, shard: Shard,
     """Evaluate one task on a loaded model, or reuse the result on disk of the same weights, data and profile."""
     options, progress = context.options, context.progress
     started = time.perf_counter()
+    task = task.kind.configure(task, options)  # what the options change in the task (a probe's --shots)
     with progress.bar(f"Loading data for {task.name}", total=None):
         task = bind_task(task, options.data_dir)  # what the card takes from the source's own files (class names)
         data = load_task_data(task, data_dir=options.data_dir, limit=options.limit, progress=progress, cache=context.cache)
@@ -132,6 +133,7 @@ def _record(task: TaskSpec, model: Embedder, data: TaskData, outcome: Outcome, c
         main_score=outcome.metrics[task.main_metric],
         per_class_recall=outcome.per_class_recall,
         per_group=outcome.per_group,
+        details=outcome.details,
         intervals={k: (v[0], v[1]) for k, v in intervals.items()},
         warnings=tuple(outcome.warnings),
         counts=dict(outcome.counts),

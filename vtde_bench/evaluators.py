@@ -36,6 +36,7 @@ class Outcome:
     timings: dict[str, float]
     per_class_recall: dict[str, float | None] | None = None
     per_group: dict[str, dict[str, dict[str, Any]]] | None = None
+    details: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -52,6 +53,7 @@ class Scores:
     per_class_recall: dict[str, float | None] | None = None
     # Group metrics' groups: {metric: {"field=value": {"value": hit rate, "images": n}}}
     per_group: dict[str, dict[str, dict[str, Any]]] | None = None
+    details: dict[str, Any] | None = None  # what a kind chose or measured besides its metrics (a probe's λ)
     warnings: list[str] = field(default_factory=list)  # numbers that are right but may not mean what they seem
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (hits, queries) behind each count metric
 
@@ -80,7 +82,9 @@ def _text_cache(model: Embedder, texts: list[str], cache: EmbeddingCache | None)
     return cache.entry({"kind": "texts", **key, "texts": digest})
 
 
-def _images(model: Embedder, data: TaskData, context: Context) -> ImageEmbeddings:
+def task_images(model: Embedder, data: TaskData, context: Context) -> ImageEmbeddings:
+    """The image embeddings of a task's rows, through the run's cache, resume and sharding (kinds that embed
+    another split, as a probe's train split, call it too)."""
     options = context.options
     return embed_images(
         model, data, batch_size=options.batch_size, workers=options.workers, skip_bad_images=options.skip_bad_images,
@@ -112,7 +116,7 @@ def sample_identity(data: TaskData, rows: list[int]) -> dict[str, list]:
 def evaluate_task(task: TaskSpec, model: Embedder, data: TaskData, context: Context) -> Outcome:
     """Embed the task's images, then score them its kind's way."""
     started = time.perf_counter()
-    images = _images(model, data, context)
+    images = task_images(model, data, context)
     embed_images_s = time.perf_counter() - started
     scores = task.kind.score(task, model, data, images, context)
     return Outcome(
@@ -124,6 +128,7 @@ def evaluate_task(task: TaskSpec, model: Embedder, data: TaskData, context: Cont
         timings={"embed_images_s": embed_images_s, **scores.timings},
         per_class_recall=scores.per_class_recall,
         per_group=scores.per_group,
+        details=scores.details,
         extra={"image_chunks": images.chunks, "image_chunks_from_cache": images.cached_chunks},
         warnings=scores.warnings,
         counts=scores.counts,

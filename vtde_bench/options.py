@@ -48,6 +48,10 @@ class RunOptions:
                                            "~/.cache/vtde-bench/embeddings)", type=Path, metavar="DIR")
     chunk_rows: int = _option(1024, "rows per cached, resumable chunk of work, shared out across ranks", type=int, metavar="N")
     overwrite: bool = _option(False, "recompute even when a result for the same weights, data and profile exists")
+    shots: tuple[int, ...] | None = _option(None, "linear probes: few-shot, K images per class for each K given (1 2 4 8 16); "
+                                                  "default: the card's", type=int, nargs="+", metavar="K")
+    probe_seeds: int | None = _option(None, "linear probes: seeded draws per few-shot K (default: the card's, 5)",
+                                      type=int, metavar="N")
 
     @property
     def text_chunk_rows(self) -> int:

@@ -31,10 +31,11 @@ def file_patterns(task: Task) -> list[str]:
         from vtde_bench.data.instances import source_files
 
         return source_files(task)
+    splits = task.kind.splits(task)  # a probe reads its train split too
     if src.format == "webdataset":
-        return [f"{src.split}/*", *WDS_ROOT_FILES]
+        return [f"{split}/*" for split in splits] + list(WDS_ROOT_FILES)
     prefixes = [f"{src.config}/", ""] if src.config else ["", "data/"]
-    return [f"{p}{src.split}-*.parquet" for p in prefixes] + [f"{p}{src.split}/*.parquet" for p in prefixes]
+    return [f"{p}{split}{sep}" for split in splits for sep in ("-*.parquet", "/*.parquet") for p in prefixes]
 
 
 def _from_mirror(mirror: Path, task: Task, patterns: list[str], dest: Path) -> int:

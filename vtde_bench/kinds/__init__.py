@@ -84,6 +84,15 @@ class Kind:
         most kinds take nothing."""
         return spec
 
+    def splits(self, spec: "TaskSpec") -> tuple[str, ...]:
+        """The splits of the source a task reads (what `download` fetches): the card's, for most kinds."""
+        return (spec.source.split,)
+
+    def configure(self, spec: "TaskSpec", options: Any) -> "TaskSpec":
+        """The spec with what the run's options (`RunOptions`) change in it (a probe's --shots); most kinds take
+        nothing. Called before everything else, so the profile holds it."""
+        return spec
+
     def profile(self, spec: "TaskSpec") -> dict[str, str | None]:
         """What of the spec, beyond the common card fields, changes numbers (digests of lists): for the run's profile."""
         return {}
@@ -218,4 +227,4 @@ def kind_of_clip_benchmark_task(task: str) -> Kind | None:
     return next((k for k in all_kinds() if k.clip_benchmark_task == task), None)
 
 
-from vtde_bench.kinds import association, classification, retrieval  # noqa: E402, F401  (registers the built-in kinds)
+from vtde_bench.kinds import association, classification, linear_probe, retrieval  # noqa: E402, F401  (the built-in kinds)

@@ -174,6 +174,7 @@ class TaskResult:
     per_class_recall: dict[str, float | None] | None = None  # kinds with classes: each class's top-1 recall
     # Group metrics' groups: {metric: {"field=value": {"value": its hit rate, "images": its images}}}
     per_group: dict[str, dict[str, dict[str, Any]]] | None = None
+    details: dict[str, Any] | None = None  # what a kind chose or measured besides its metrics (a probe's λ, its draws)
     warnings: tuple[str, ...] = ()  # what may make the numbers mean less than they seem
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # (hits, queries) behind each count metric
     schema_version: int = SCHEMA_VERSION
@@ -236,6 +237,7 @@ class TaskResult:
             "run": self.run.to_json(),
             "per_class_recall": self.per_class_recall,
             "per_group": self.per_group,
+            "details": self.details,
             "intervals": {k: list(v) for k, v in self.intervals.items()} or None,
             "warnings": list(self.warnings),
             "counts": {k: list(v) for k, v in self.counts.items()},
@@ -269,6 +271,7 @@ class TaskResult:
             intervals={k: (float(v[0]), float(v[1])) for k, v in (intervals or {}).items()},
             per_class_recall=data.get("per_class_recall"),
             per_group=data.get("per_group"),
+            details=data.get("details"),
             warnings=tuple(data.get("warnings") or ()),
             counts={k: (int(v[0]), int(v[1])) for k, v in (data.get("counts") or {}).items()},
             path=path,
@@ -310,6 +313,8 @@ def _damage(data: Mapping[str, Any]) -> str | None:
             isinstance(groups, dict) and all(isinstance(g, dict) and fraction(g.get("value")) for g in groups.values())
             for groups in per_group.values())):
         return "'per_group' is not a {metric: {group: {value, images}}} object"
+    if data.get("details") is not None and not isinstance(data["details"], dict):
+        return "'details' is not an object"
     warnings = data.get("warnings", [])
     if not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
         return "'warnings' is not a list of text"
