@@ -186,3 +186,26 @@ def test_download_fetches_the_train_split_too(tmp_path, monkeypatch):
     (task,) = load_tasks("cifar10-linear-probe")
     dest = download_task(dataclasses.replace(task), tmp_path / "data")
     assert sorted(p.name for p in (dest / "plain_text").iterdir()) == ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet"]
+
+
+def test_pre_projection_features_are_the_vision_towers_pooled_output(tmp_path, tiny_vtde, tiny_open_clip, monkeypatch):
+    seen = []
+    real_fit = probe.fit
+    monkeypatch.setattr(probe, "fit", lambda features, *a, **k: seen.append(features.clone()) or real_fit(features, *a, **k))
+    card = probe_card(tmp_path, "cifar10-linear-probe", test=8, train=20, validation=4)
+    uoft_copy(tmp_path / "data" / "cifar10-linear-probe", test=8, train=20)
+    options = RunOptions(output_dir=None, data_dir=tmp_path / "data", workers=0, bootstrap=0, probe_features="pre-projection")
+    result = evaluate(str(tiny_vtde), [str(card)], options=options)["cifar10-linear-probe"]
+    assert result.details["features"] == "pre-projection" and result.run.profile.kind_fields["probe"].endswith(
+        "features=pre-projection search=clip")
+    from vtde_bench.encoders.load import load_model
+
+    model = load_model(str(tiny_vtde), device="cpu")
+    inputs = model.image_inputs([model.decode(b) for b, _ in rows(20, 2)])
+    with torch.no_grad():
+        pooled = model.model.vision_model(pixel_values=inputs["pixel_values"]).pooler_output
+    refit = seen[-1]  # all 20 train images, in row order
+    assert refit.shape == pooled.shape and refit.shape[1] != model.info.embedding_dim
+    assert torch.allclose(refit, pooled, atol=1e-5)
+    with pytest.raises(UserError, match="pre-projection needs a transformers checkpoint"):
+        evaluate(f"local-dir:{tiny_open_clip}", [str(card)], options=options)

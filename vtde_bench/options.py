@@ -52,6 +52,9 @@ class RunOptions:
                                                   "default: the card's", type=int, nargs="+", metavar="K")
     probe_seeds: int | None = _option(None, "linear probes: seeded draws per few-shot K (default: the card's, 5)",
                                       type=int, metavar="N")
+    probe_features: str | None = _option(None, "linear probes: the normalised projected embeddings (default) or the "
+                                               "vision tower's pooled output before the projection",
+                                         choices=("projected", "pre-projection"))
 
     @property
     def text_chunk_rows(self) -> int:

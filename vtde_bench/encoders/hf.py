@@ -219,6 +219,19 @@ class HFDualEncoder:
         """(B, D) L2-normalised float32 text embeddings on the CPU."""
         return self._run(self.model.get_text_features, inputs)
 
+    def embed_pooled_image_inputs(self, inputs: dict[str, Tensor]) -> Tensor:
+        """(B, H) float32 pooled outputs of the vision tower, before the projection (what CLIP's linear probes of ViTs
+        used), not normalised.
+
+        Raises:
+            UserError: the model has no separate vision tower (`vision_model`).
+        """
+        tower = getattr(self.model, "vision_model", None)
+        if not isinstance(tower, torch.nn.Module):
+            raise UserError(f"{self.info.path}: a {type(self.model).__name__} has no vision_model, so no pre-projection "
+                            "features; use the projected embeddings")
+        return self._run(tower, inputs, raw=True).float()
+
     def encode_images(self, images: list[Image.Image]) -> Tensor:
         return self.embed_image_inputs(self.image_inputs(images))
 

@@ -3,7 +3,8 @@
 The card's source is the test split; its `[probe]` table names the train split (and a validation split, or
 how many train images to hold out for validation, drawn with the card's seed). The train (and validation)
 images are embedded through the same cache, resume and torchrun machinery as the test images. Features are
-the normalised projected image embeddings.
+the normalised projected image embeddings, or (`--probe-features pre-projection`, transformers checkpoints)
+the vision tower's pooled output, which the CLIP paper used for its ViTs.
 
 - Full probe: λ by CLIP's search (fit on train less validation, scored on validation), then the head refitted
   on train and validation together; test acc1, acc5 and mean per-class recall, and the chosen λ.
@@ -29,6 +30,31 @@ if TYPE_CHECKING:
     import torch
 
 SHOTS = (1, 2, 4, 8, 16)
+FEATURES = ("projected", "pre-projection")
+
+
+class PooledImages:
+    """A model seen through its vision tower's pooled output, before the projection (`--probe-features
+    pre-projection`): what the embedding loop drives, with its own cache key."""
+
+    def __init__(self, model: Any):
+        from vtde_bench.errors import UserError
+
+        if not callable(getattr(model, "embed_pooled_image_inputs", None)):
+            raise UserError(f"--probe-features pre-projection needs a transformers checkpoint; {model.info.path} gives "
+                            "projected embeddings only")
+        self.model, self.device, self.precision, self.info = model, model.device, model.precision, model.info
+        self.decode, self.image_inputs = model.decode, model.image_inputs
+
+    def cache_key(self, kind: str) -> dict[str, Any] | None:
+        key = self.model.cache_key(kind)
+        return None if key is None else {**key, "features": "pre-projection"}
+
+    def preprocessing_fingerprint(self, kind: str) -> str | None:
+        return self.model.preprocessing_fingerprint(kind)
+
+    def embed_image_inputs(self, inputs: dict[str, Any]) -> Any:
+        return self.model.embed_pooled_image_inputs(inputs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +69,7 @@ class ProbeTask(TaskSpec):
     seed: int = 0
     shots: tuple[int, ...] = ()  # empty: the full probe
     draws: int = 5
+    features: str = "projected"  # or "pre-projection": the vision tower's pooled output
 
     @property
     def num_classes(self) -> int:
@@ -123,6 +150,9 @@ class LinearProbe(Kind):
     def configure(self, spec: ProbeTask, options: Any) -> ProbeTask:
         """--shots and --probe-seeds override the card's few-shot settings."""
         shots, draws = getattr(options, "shots", None), getattr(options, "probe_seeds", None)
+        features = getattr(options, "probe_features", None)
+        if features is not None:
+            spec = replace(spec, features=features)
         if shots is not None:
             spec = replace(spec, shots=tuple(sorted(shots)), main_metric=f"acc1_{max(shots)}shot")
         return spec if draws is None else replace(spec, draws=draws)
@@ -137,7 +167,7 @@ class LinearProbe(Kind):
 
         return {"classnames": digest(spec.classnames),
                 "probe": f"train={spec.train_split}:{spec.train_samples} validation={spec.validation_split or spec.validation_samples} "
-                         f"seed={spec.seed} shots={list(spec.shots)} draws={spec.draws} features=projected search=clip"}
+                         f"seed={spec.seed} shots={list(spec.shots)} draws={spec.draws} features={spec.features} search=clip"}
 
     # ------------------------------------------------------------------ scoring
 
@@ -150,7 +180,7 @@ class LinearProbe(Kind):
         options = context.options
         data = load_task_data(other, data_dir=options.data_dir, limit=options.limit, progress=context.progress,
                               cache=context.cache)
-        images = task_images(model, data, context)
+        images = task_images(PooledImages(model) if spec.features == "pre-projection" else model, data, context)
         return images.embeddings, [data.labels[i] for i in images.indices]
 
     def score(self, spec: ProbeTask, model: Any, data: Any, images: Any, context: Any) -> Any:
@@ -175,11 +205,15 @@ class LinearProbe(Kind):
         embedded = time.perf_counter()
         all_labels = labels.tolist()
         validation = (features[val_rows], labels[val_rows])
+        if spec.features == "pre-projection":  # the test images again, through the tower alone
+            from vtde_bench.evaluators import task_images
+
+            images = task_images(PooledImages(model), data, context)
         test_x, test_y = images.embeddings, torch.tensor([data.labels[i] for i in images.indices])
         n = spec.num_classes
         samples = pd.DataFrame({"key": [data.keys[i] for i in images.indices], **sample_identity(data, images.indices),
                                 "label": test_y.numpy()})
-        details: dict[str, Any] = {"fit_images": len(fit_rows), "validation_images": len(val_rows), "features": "projected",
+        details: dict[str, Any] = {"fit_images": len(fit_rows), "validation_images": len(val_rows), "features": spec.features,
                                    "search": "CLIP's parametric binary search over 1e-6..1e6, 8 steps per decade"}
         per_class = None
         if not spec.shots:
