@@ -37,9 +37,10 @@ def main() -> None:
     labels = torch.randint(0, args.classes, (args.rows,), generator=generator)
     features = torch.empty(args.rows, args.dim)
     centres = torch.randn(args.classes, args.dim, generator=generator)
-    for i in range(0, args.rows, 100_000):  # in blocks: no float64 copy of the whole matrix
-        block = centres[labels[i : i + 100_000]] + 3 * torch.randn(len(labels[i : i + 100_000]), args.dim, generator=generator)
-        features[i : i + 100_000] = torch.nn.functional.normalize(block, dim=1)
+    for i in range(0, args.rows, 100_000):  # in place, block by block: no temporary the size of the matrix
+        block = features[i : i + 100_000]
+        block.normal_(generator=generator).mul_(3).add_(centres[labels[i : i + 100_000]])
+        block.div_(block.norm(dim=1, keepdim=True))
     features, labels = features.to(args.device), labels.to(args.device)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

@@ -84,8 +84,9 @@ def split_rows(n: int, held_out: int, seed: int) -> tuple[list[int], list[int]]:
     return sorted(order[held_out:]), sorted(order[:held_out])
 
 
-def draw_shots(labels: list[int], pool: list[int], k: int, num_classes: int, seed: int, classnames: tuple[str, ...]) -> list[int]:
-    """k rows of each class from `pool` (rows of `labels`), seeded.
+def draw_shots(labels: list[int], pool: list[int], k: int, num_classes: int, seed: int | tuple[int, ...],
+               classnames: tuple[str, ...]) -> list[int]:
+    """k rows of each class from `pool` (rows of `labels`), seeded (a draw's seed: the card's, k and the draw).
 
     Raises:
         UserError: a class has fewer than k rows in the pool (naming it).
@@ -224,8 +225,6 @@ class LinearProbe(Kind):
             samples["rank"], samples["prediction"] = ranks.numpy(), logits.argmax(1).numpy()
             metrics = scores_from_ranks(ranks, test_y, n)
             counts = counts_from_ranks(ranks, n)
-            if n < 5:
-                metrics.pop("acc5", None)
             recalls = M.per_class_recall(ranks, test_y, n).tolist()
             per_class = {name: (None if r != r else r) for name, r in zip(class_keys(spec.classnames), recalls)}
             details.update(strength=found.strength, validation_accuracy={f"1e{e:g}": a for e, a in sorted(found.tried.items())})
@@ -235,7 +234,7 @@ class LinearProbe(Kind):
                 hits = torch.zeros(len(test_y), dtype=torch.long)
                 draws = []
                 for d in range(spec.draws):
-                    rows = draw_shots(all_labels, fit_rows, k, n, seed=spec.seed * 1000 + k * 10 + d, classnames=spec.classnames)
+                    rows = draw_shots(all_labels, fit_rows, k, n, seed=(spec.seed, k, d), classnames=spec.classnames)
                     found = probe.search((features[rows], labels[rows]), validation, n)
                     head = probe.fit(features[rows], labels[rows], n, found.strength)  # the k-shot images only
                     correct = probe.ranks(head.logits(test_x), test_y) == 1
