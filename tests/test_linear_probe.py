@@ -102,6 +102,10 @@ def test_the_registry_cards():
     assert full.source == cifar.source and full.classnames == cifar.classnames  # the same data and labels
     assert full.metrics == ("acc1", "acc5", "mean_per_class_recall") and full.kind.splits(full) == ("test", "train")
     assert few.shots == (1, 2, 4, 8, 16) and few.draws == 5 and few.main_metric == "acc1_16shot"
+    for probe_card_, standard in zip(load_tasks(["cifar100-linear-probe", "cifar100-few-shot"]), load_tasks(["cifar100"]) * 2):
+        assert probe_card_.source == standard.source and probe_card_.classnames == standard.classnames
+    assert [t.name for t in load_tasks("linear-probes")] == ["cifar10-linear-probe", "cifar100-linear-probe"]
+    assert [t.name for t in load_tasks("few-shot")] == ["cifar10-few-shot", "cifar100-few-shot"]
 
 
 def test_the_full_probe_end_to_end_and_against_a_naive_fit(tmp_path, tiny_vtde):
