@@ -151,7 +151,7 @@ def registry() -> dict[str, Path]:
 AGGREGATES = ("mean", "size-weighted")  # how a group's tasks average: plainly, or weighted by each task's num_samples
 INCOMPLETE = ("unranked", "zero")  # a row missing a task: listed without rank or average, or the task counts as 0
 _GROUP_KEYS = {"tasks": list, "aggregate": str, "incomplete": str, "description": str, "pending": list, "metrics": dict,
-               "categories": dict}
+               "categories": dict, "columns": dict}
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,8 @@ class Group:
     # Named means over subsets of the members (DataComp's "VTAB", "ImageNet dist. shifts"), each shown
     # only for a row that has every task of it.
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The name published tables give each member (DataComp's task names, open_clip's CSV headers), in their order.
+    columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -191,6 +193,8 @@ def groups() -> dict[str, Group]:
         flickr30k = "mean_recall@1"
         [standard.categories]      # named means over some members (optional)
         Retrieval = ["flickr30k", "mscoco"]
+        [standard.columns]         # the name published tables give a member (optional)
+        flickr30k = "Flickr"
 
     Raises:
         UserError: the file is not TOML, or a group is not such a table of built-in task names.
@@ -234,8 +238,11 @@ def groups() -> dict[str, Group]:
         categories = table.get("categories", {})
         if not all(isinstance(v, list) and v and all(m in everyone for m in v) for v in categories.values()):
             raise fail(f"categories must map names to lists of member tasks, got {categories!r}")
+        columns = table.get("columns", {})
+        if not all(isinstance(v, str) and t in everyone for t, v in columns.items()) or len(set(columns.values())) != len(columns):
+            raise fail(f"columns must map member tasks to distinct published names, got {columns!r}")
         out[name] = Group(name, tuple(members), aggregate, incomplete, description, tuple(pending), dict(metrics),
-                          {k: tuple(v) for k, v in categories.items()})
+                          {k: tuple(v) for k, v in categories.items()}, dict(columns))
     return out
 
 

@@ -14,7 +14,7 @@ from vtde_bench import __version__
 from vtde_bench.errors import Interrupted, UserError, VtdeBenchError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USER, EXIT_RUNTIME = 0, 1, 2, 3
-SUBCOMMANDS = ("run", "tasks", "download", "cache", "leaderboard", "compare", "convert", "demo")  # one module each in this package, with add(subparsers)
+SUBCOMMANDS = ("run", "tasks", "download", "cache", "leaderboard", "compare", "export", "convert", "demo")  # one module each in this package, with add(subparsers)
 
 
 class _Parser(argparse.ArgumentParser):

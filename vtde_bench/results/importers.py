@@ -9,6 +9,7 @@ Imported rows are labelled by their importer's `name` and never ranked.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,151 @@ class ClipBenchmark:
 IMPORTERS: list[Importer] = [ClipBenchmark(), PublishedRows()]
 
 
+def _datacomp_tasks() -> tuple[dict[str, str], Any]:
+    """DataComp's task names (tasklist.yml's, open_clip's CSV headers) → our task names, and the datacomp group."""
+    from vtde_bench.tasks import groups
+
+    group = groups()["datacomp"]
+    return {name: task for task, name in group.columns.items()}, group
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+@functools.lru_cache(maxsize=None)  # a published table names each task once per row and column
+def _card(task: str) -> Any:
+    from vtde_bench.tasks import load_card, registry
+
+    cards = registry()
+    return load_card(cards[task]) if task in cards else None
+
+
+def _kind_of(task: str) -> Any:
+    card = _card(task)
+    return find_kind(card.type) if card is not None else None
+
+
+def _datacomp_metric(task: str, group: Any) -> str:
+    """The metric a DataComp table holds for a task: the group's, else its card's main metric (DataComp's)."""
+    card = _card(task)
+    return group.metrics.get(task) or (card.main_metric if card is not None else "")
+
+
+class OpenClipCsv:
+    """open_clip's results tables (`docs/openclip_results.csv`: DataComp's 38 tasks under their tasklist names, each
+    its task's DataComp main metric; `docs/openclip_retrieval_results.csv`: retrieval recalls and WinoGAViL's
+    scores). Fractions. 'image retr.' is text→image, 'text retr.' image→text (CLIP_benchmark's naming)."""
+
+    name = "openclip_csv"
+    RETRIEVAL = {"Flickr": "flickr30k", "MSCOCO": "mscoco"}
+    DIRECTIONS = {"image retr.": "text_to_image_recall", "text retr.": "image_to_text_recall"}
+
+    def recognises_table(self, header: list[str]) -> bool:
+        return header[:2] == ["name", "pretrained"] and any(h.startswith(("Average perf. on", "Average score")) for h in header)
+
+    def _metric(self, column: str, names: dict[str, str], group: Any) -> tuple[str, str] | None:
+        """(task, metric) of a column, or None for one that holds no task's metric."""
+        if column in names:
+            return names[column], _datacomp_metric(names[column], group)
+        for dataset, task in self.RETRIEVAL.items():
+            for direction, metric in self.DIRECTIONS.items():
+                prefix = f"{dataset} {direction} R@"
+                if column.startswith(prefix):
+                    return task, f"{metric}@{column[len(prefix):]}"
+        if column.startswith("WinoGAViL ") and "jaccard score" in column:
+            rest = column[len("WinoGAViL "):]
+            return "winogavil", "avg_jaccard_score" if rest == "avg jaccard score" else rest.replace("jaccard score ", "jaccard_score_")
+        return None
+
+    def read_table(self, rows: list[dict[str, str]], header: list[str], path: Path | None) -> list[ImportedResult]:
+        names, group = _datacomp_tasks()
+        columns = {c: m for c in header if (m := self._metric(c, names, group)) is not None}
+        out = []
+        for row in rows:
+            by_task: dict[str, dict[str, float]] = {}
+            for column, (task, metric) in columns.items():
+                value = _number(row.get(column))
+                if value is not None:
+                    by_task.setdefault(task, {})[metric] = value
+            label = f"{row['name']} / {row['pretrained']} (open_clip CSV)"
+            for task, metrics in by_task.items():
+                kind = _kind_of(task) or kind_of_metrics(list(metrics))
+                metrics = kind.import_metrics(metrics) if kind is not None else metrics
+                main = next((m for m in (_datacomp_metric(task, group), kind.default_main_metric if kind else None)
+                             if m in metrics), next(iter(metrics)))
+                out.append(ImportedResult(model_name=label, model_path=f"{row['name']},{row['pretrained']}", task_name=task,
+                                          task_type=kind.type if kind is not None else "unknown", main_metric=main,
+                                          metrics=metrics, source=self.name, path=path))
+        return out
+
+
+class DataCompJsonl:
+    """DataComp's `eval_results.jsonl` (its evaluate.py): a line per task, {"key", "dataset", "metrics"}, the task
+    named as tasklist.yml names it, retrieval metrics named as CLIP_benchmark names them, `metrics.main_metric`
+    repeating the task's main metric. The file names no model: its folder does."""
+
+    name = "datacomp_jsonl"
+
+    def recognises_lines(self, first: Any) -> bool:
+        return isinstance(first, dict) and {"key", "dataset", "metrics"} <= set(first)
+
+    def read_lines(self, lines: list[dict[str, Any]], path: Path | None) -> list[ImportedResult]:
+        names, group = _datacomp_tasks()
+        model = path.parent.name if path is not None else "datacomp"
+        out = []
+        for line in lines:
+            task = names.get(str(line.get("dataset")))
+            if task is None:  # FairFace, UTKFace and others without a card here
+                continue
+            numbers = {k: v for k, v in ((k, _number(v)) for k, v in (line.get("metrics") or {}).items() if k != "main_metric")
+                       if v is not None}
+            kind = _kind_of(task)
+            metrics = kind.import_metrics(numbers)
+            main = _datacomp_metric(task, group)
+            out.append(ImportedResult(model_name=f"{model} (DataComp eval_results.jsonl)", model_path=model, task_name=task,
+                                      task_type=kind.type, main_metric=main if main in metrics else next(iter(metrics)),
+                                      metrics=metrics, source=self.name, path=path))
+        return out
+
+
+OPENCLIP_CSV, DATACOMP_JSONL = OpenClipCsv(), DataCompJsonl()
+TABLE_SUFFIXES = (".csv", ".jsonl")  # results of other tools that are tables, not one JSON document
+
+
+def read_table_rows(path: Path, *, explicit: bool) -> list[ScoreRow]:
+    """The rows of an open_clip results CSV or a DataComp eval_results.jsonl; a file of neither kind found in a folder
+    is skipped (it may be anything), one named explicitly is an error."""
+    import csv
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {path} ({e})") from None
+    if path.suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        header = list(reader.fieldnames or [])
+        if OPENCLIP_CSV.recognises_table(header):
+            return list(OPENCLIP_CSV.read_table(list(reader), header, path))
+    else:
+        try:
+            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            lines = None
+            if explicit:
+                raise UserError(f"{path}: not JSON lines ({e})") from None
+        if lines and DATACOMP_JSONL.recognises_lines(lines[0]):
+            return list(DATACOMP_JSONL.read_lines(lines, path))
+    if explicit:
+        raise UserError(f"{path} is neither an open_clip results CSV nor a DataComp eval_results.jsonl")
+    return []
+
+
 def published_results() -> list[ImportedResult]:
     """The published reference rows shipped with vtde-bench (`vtde_bench/reference/published.json`)."""
     from vtde_bench.reference import published_rows
@@ -143,6 +289,8 @@ def read_rows(path: Path, *, explicit: bool = True) -> list[ScoreRow]:
     Raises:
         UserError: the file is unreadable, not JSON, or (named explicitly) of no known source.
     """
+    if path.suffix in TABLE_SUFFIXES:
+        return read_table_rows(path, explicit=explicit)
     data = read_json(path)
     if _is_ours(data):
         return [TaskResult.from_json(data, where=str(path), path=path)]
@@ -164,12 +312,13 @@ def result_files(paths: Iterable[str | Path]) -> list[tuple[Path, bool]]:
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            for file in sorted(path.rglob("*.json")):
+            for file in sorted(p for suffix in (".json", *TABLE_SUFFIXES) for p in path.rglob(f"*{suffix}")):
                 if file.is_file() and not any(part.startswith(".") for part in file.relative_to(path).parts):
                     found.setdefault(file.resolve(), False)
         elif path.is_file():
-            if path.suffix != ".json":
-                raise UserError(f"{path} is not a result JSON (per-sample .parquet files are found beside their JSON)")
+            if path.suffix not in (".json", *TABLE_SUFFIXES):
+                raise UserError(f"{path} is not a result JSON, an open_clip results CSV or a DataComp eval_results.jsonl "
+                                "(per-sample .parquet files are found beside their JSON)")
             found[path.resolve()] = True
         else:
             raise UserError(f"no such file or folder: {path}")
