@@ -119,8 +119,8 @@ def write_other(tmp_path: Path, **changes) -> Path:
         ("several-models", "results of 3 models"),
         ("task-version", "task version 2 vs baseline 1"),
         ("fingerprint", "dataset fingerprint"),
-        ("published-baseline", "never a baseline"),
-        ("clip-benchmark-baseline", "never a baseline"),
+        ("published-baseline", "only with --force: their protocols may differ"),
+        ("clip-benchmark-baseline", "only with --force: their protocols may differ"),
         ("no-such-path", "no such file or folder"),
         ("empty-folder", "no vtde-bench results"),
         ("negative-tolerance", "--tolerance"),
@@ -277,3 +277,18 @@ def test_runs_with_other_evaluation_settings_are_refused_unless_forced(tiny_sigl
     out = capsys.readouterr()
     assert "text rule none vs baseline canonical (compared anyway: --force)" in out.out + out.err
     assert "text preprocessing differs" in out.out + out.err
+
+
+def test_an_imported_baseline_is_compared_only_with_force(tmp_path, capsys):
+    """Issue #22 item 3: numbers of another tool are a baseline only when asked for, and never silently."""
+    write_result(tmp_path / "cand", slug="cand", task="cifar10", metrics={"acc1": 0.85, "acc5": 0.95, "mean_per_class_recall": 0.85})
+    base = tmp_path / "cb.json"
+    base.write_text('{"dataset": "cifar10", "model": "ViT-B-32", "pretrained": "openai", "task": "zeroshot_classification", '
+                    '"metrics": {"acc1": 0.9, "acc5": 0.99, "mean_per_class_recall": 0.9}, "language": "en"}')
+    assert gate(tmp_path / "cand", "--baseline", base) == 2
+    assert "only with --force" in capsys.readouterr().err
+    assert gate(tmp_path / "cand", "--baseline", base, "--force", "--paired") == 1  # 5 points down: a regression
+    output = capsys.readouterr()
+    text = output.out + output.err
+    assert "the baseline is clip_benchmark numbers" in text and "the protocols may differ" in text
+    assert "no per-sample file, so no paired interval" in text

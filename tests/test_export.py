@@ -162,3 +162,125 @@ def test_model_index_needs_hub_datasets(tmp_path, capsys):
     assert main(["export", str(tmp_path / "results"), "--format", "model-index", "--to", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "not a hub dataset" in err and len(err.strip().splitlines()) == 1
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def benchmark_result(tmp_path: Path) -> Path:
+    """A result of a card that names a registered Hub benchmark (as a user's card would)."""
+    (tmp_path / "names.txt").write_text("cat\ndog\n")
+    (tmp_path / "templates.txt").write_text("a photo of a {c}.\n")
+    card = tmp_path / "bench.toml"
+    card.write_text(f'name = "bench"\ntype = "zeroshot_classification"\nversion = 1\nhub_benchmark = "org/bench"\n'
+                    f'hub_benchmark_task = "zeroshot_test"\n[source]\nhub = "org/bench"\nrevision = "{COMMIT}"\nsplit = "test"\n'
+                    'num_samples = 10\n[prompts]\nclassnames = "names.txt"\ntemplates = "templates.txt"\n')
+    path = helpers.write_result(tmp_path / "results", slug="mine", task="bench", metrics={"acc1": 0.7, "mean_per_class_recall": 0.65})
+    data = json.loads(path.read_text())
+    data["task"]["card"] = str(card)
+    data["dataset"].update(hub="org/bench", revision=COMMIT)
+    path.write_text(json.dumps(data))
+    helpers.write_result(tmp_path / "results", slug="mine", task="cifar10", metrics={"acc1": 0.9})  # a card naming none
+    return tmp_path / "results"
+
+
+def test_eval_results_are_written_for_hub_benchmarks_only(tmp_path, capsys):
+    from huggingface_hub import parse_eval_result_entries
+
+    results = benchmark_result(tmp_path)
+    assert main(["export", str(results), "--format", "eval-results", "--to", str(tmp_path / "out")]) == 0
+    written = sorted(p.name for p in (tmp_path / "out" / "mine" / ".eval_results").iterdir())
+    assert written == ["bench.yaml"]
+    assert "cifar10: its card names no Hub benchmark" in capsys.readouterr().err
+    (entry,) = parse_eval_result_entries(yaml.safe_load((tmp_path / "out" / "mine" / ".eval_results" / "bench.yaml").read_text()))
+    assert (entry.dataset_id, entry.task_id, entry.value, entry.dataset_revision) == ("org/bench", "zeroshot_test", 0.7, COMMIT)
+    assert entry.source_name == "vtde-bench" and entry.date == "2026-01-01" and "acc1 as a fraction" in entry.notes
+
+
+class StandIn:
+    """huggingface_hub's two calls that --push makes, stood in for: they record what they are asked."""
+
+    def __init__(self, monkeypatch, tmp_path: Path, files: dict[str, str]):
+        import huggingface_hub
+        from huggingface_hub.errors import EntryNotFoundError
+
+        self.calls: list[tuple] = []
+        repo = tmp_path / "repo"
+        for name, text in files.items():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_text(text)
+
+        def hf_hub_download(repo_id, filename, repo_type=None, **kwargs):
+            self.calls.append(("download", repo_id, filename, repo_type))
+            if not (repo / filename).is_file():
+                raise EntryNotFoundError(f"{filename} not in {repo_id}")
+            return str(repo / filename)
+
+        def create_commit(api, repo_id, operations, *, commit_message, create_pr=None, **kwargs):
+            self.calls.append(("commit", repo_id, [o.path_in_repo for o in operations], create_pr, kwargs.get("revision")))
+            return type("Info", (), {"pr_url": f"https://huggingface.co/{repo_id}/discussions/1"})()
+
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+        monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+
+
+def test_push_prints_the_diff_and_opens_a_pull_request_only_with_yes(tmp_path, capsys, monkeypatch):
+    results = tmp_path / "results"
+    datacomp_results(results, hub=True, skip=tuple(t for t in DATACOMP.tasks if t != "cifar10"))
+    hub = StandIn(monkeypatch, tmp_path, {"README.md": "---\nlicense: mit\n---\n# A model\n"})
+    assert main(["export", str(results), "--format", "model-index", "--push", "me/model"]) == 0
+    out = capsys.readouterr().out
+    assert "--- a/README.md" in out and "+++ b/README.md" in out and "+model-index:" in out and "(a dry run" in out
+    assert [c[0] for c in hub.calls] == ["download", "download"]  # read only: nothing proposed yet
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert main(["export", str(results), "--format", "model-index", "--push", "me/model", "--yes"]) == 2
+    assert "HF_TOKEN" in capsys.readouterr().err
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert main(["export", str(results), "--format", "model-index", "--push", "me/model", "--yes"]) == 0
+    assert hub.calls[-1] == ("commit", "me/model", ["README.md"], True, None)  # a pull request, never a commit to main
+    assert "opened https://huggingface.co/me/model/discussions/1" in capsys.readouterr().out
+
+
+def test_push_of_eval_results_proposes_new_files(tmp_path, capsys, monkeypatch):
+    hub = StandIn(monkeypatch, tmp_path, {})
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert main(["export", str(benchmark_result(tmp_path)), "--format", "eval-results", "--push", "me/model", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "--- /dev/null" in out and "+++ b/.eval_results/bench.yaml" in out
+    assert hub.calls[-1] == ("commit", "me/model", [".eval_results/bench.yaml"], True, None)
+
+
+def test_mteb_result_folders_import_as_another_protocol(tmp_path):
+    folder = tmp_path / "results" / "openai__clip-vit-base-patch32" / "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268"
+    folder.mkdir(parents=True)
+    (folder / "CIFAR10ZeroShot.json").write_text(json.dumps({
+        "dataset_revision": "69a62dd171e24a133d193073e73fda4dbb823266", "task_name": "CIFAR10ZeroShot", "mteb_version": "2.1.0",
+        "scores": {"test": [{"accuracy": 0.8831, "main_score": 0.8831, "hf_subset": "default", "languages": ["eng-Latn"]}]},
+        "evaluation_time": 12.3}))
+    (folder / "Flickr30kT2IRetrieval.json").write_text(json.dumps({
+        "task_name": "Flickr30kT2IRetrieval", "mteb_version": "2.1.0",
+        "scores": {"test": [{"ndcg_at_10": 0.71, "main_score": 0.71, "hf_subset": "default", "languages": ["eng-Latn"]}]}}))
+    (folder / "model_meta.json").write_text(json.dumps({"name": "openai/clip-vit-base-patch32"}))  # not a result: skipped
+    helpers.write_result(tmp_path / "results", slug="mine", task="cifar10", metrics={"acc1": 0.9, "acc5": 0.99,
+                                                                                     "mean_per_class_recall": 0.9})
+    rows = load_rows(tmp_path / "results")
+    mteb = {r.task_name: r for r in rows if r.source == "mteb"}
+    assert {r.model_name for r in mteb.values()} == {"openai/clip-vit-base-patch32 (MTEB, another protocol)"}
+    assert mteb["cifar10"].metrics == {"acc1": 0.8831}  # MTEB's one-template accuracy, in our column, labelled
+    assert mteb["MTEB Flickr30kT2IRetrieval"].metrics == {"ndcg_at_10": 0.71, "main_score": 0.71}  # no column of ours
+    board = leaderboard.build(rows)
+    assert [r.model for r in board.rows if r.rank is not None] == ["mine"]  # never ranked as our own runs
+    (row,) = [r for r in board.rows if r.model.endswith("(MTEB, another protocol)")]
+    assert row.scores["cifar10"] == 0.8831 and row.rank is None
+
+
+def test_a_hub_benchmark_needs_its_task_id(tmp_path):
+    from vtde_bench.errors import UserError
+    from vtde_bench.tasks import load_card
+
+    results = benchmark_result(tmp_path)
+    card = tmp_path / "bench.toml"
+    card.write_text(card.read_text().replace('hub_benchmark_task = "zeroshot_test"\n', ""))
+    with pytest.raises(UserError, match="hub_benchmark' and hub_benchmark_task go together"):
+        load_card(card)
+    assert results.is_dir()

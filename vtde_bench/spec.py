@@ -83,6 +83,8 @@ class TaskSpec:
     card_path: Path | None = None
     description: str = ""
     main_metric: str = ""
+    # (dataset id, task id) of a registered Hub benchmark this task is, for `export --format eval-results`.
+    hub_benchmark: tuple[str, str] | None = None
 
     @property
     def metrics(self) -> tuple[str, ...]:

@@ -25,7 +25,8 @@ __all__ = ["SORTED_FOLDERS", "Group", "Source", "Task", "TaskSpec", "groups", "l
 
 # ----------------------------------------------------------------------------- card parsing
 
-_TOP_KEYS = {"name": str, "type": str, "version": int, "description": str, "main_metric": str}
+_TOP_KEYS = {"name": str, "type": str, "version": int, "description": str, "main_metric": str,
+             "hub_benchmark": str, "hub_benchmark_task": str}
 _SOURCE_KEYS = {
     "hub": str,
     "revision": str,
@@ -116,8 +117,12 @@ def load_card(path: str | Path) -> TaskSpec:
         **kind.source_values(card, src),
     )
     tables = {t: card.table(t, allowed, required=t in kind.required_tables) for t, allowed in kind.tables.items()}
+    if ("hub_benchmark" in top) != ("hub_benchmark_task" in top):
+        raise card.fail("hub_benchmark", "and hub_benchmark_task go together: a registered Hub benchmark dataset and the "
+                        "id of its task (as its eval.yaml names it)")
     common = dict(name=name, version=version, type=kind.type, kind=kind, source=source, card_path=card.path.resolve(),
-                  description=top.get("description", ""), main_metric=kind.default_main_metric)
+                  description=top.get("description", ""), main_metric=kind.default_main_metric,
+                  hub_benchmark=(top["hub_benchmark"], top["hub_benchmark_task"]) if "hub_benchmark" in top else None)
     task = kind.spec(card, common, tables)
     if "main_metric" in top:
         if top["main_metric"] not in task.metrics:

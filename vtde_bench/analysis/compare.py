@@ -61,18 +61,20 @@ class Comparison:
         return bool(self.regressions)
 
 
-def resolve_one_model(paths: Sequence[str | Path] | str | Path, *, role: str) -> dict[str, TaskResult]:
-    """Our own results under `paths`, which must all be of one model: task → record.
+def resolve_one_model(paths: Sequence[str | Path] | str | Path, *, role: str, imported: bool = False) -> dict[str, TaskResult]:
+    """Our own results under `paths`, which must all be of one model: task → record. With `imported` (a forced
+    baseline), rows imported from elsewhere (open_clip's CSV, CLIP_benchmark, DataComp) are taken too.
 
     Raises:
-        UserError: nothing found, a published or imported row, several models, or a task twice.
+        UserError: nothing found, an imported row (unless `imported`), several models, or a task twice.
     """
     records = load_rows(paths)
     where = " ".join(map(str, [paths] if isinstance(paths, (str, Path)) else paths))
     foreign = [r for r in records if r.source != OURS]
-    if foreign:
-        raise UserError(f"{role} {where} holds {foreign[0].source} rows ({foreign[0].model_name}); compare takes only "
-                        "vtde-bench results (published and imported numbers are never a baseline)")
+    if foreign and not imported:
+        fix = ("compare a baseline of imported numbers only with --force: their protocols may differ from vtde-bench's"
+               if role == "baseline" else "the candidate must be vtde-bench results")
+        raise UserError(f"{role} {where} holds {foreign[0].source} rows ({foreign[0].model_name}); {fix}")
     if not records:
         raise UserError(f"no vtde-bench results in {role} {where}; run 'vtde-bench run' first")
     models = sorted({r.model_name for r in records})
@@ -202,7 +204,8 @@ def compare(
         raise UserError("--tolerance must be a number of percentage points, 0 or more")
     if metrics not in ("main", "all"):
         raise UserError(f"--metrics must be 'main' or 'all', not {metrics!r}")
-    cand, base = resolve_one_model(candidate, role="candidate"), resolve_one_model(baseline, role="baseline")
+    cand = resolve_one_model(candidate, role="candidate")
+    base = resolve_one_model(baseline, role="baseline", imported=force)
     missing = sorted(set(base) - set(cand))
     if missing:
         raise UserError(f"the candidate has no result for {', '.join(missing)}, which the baseline has; evaluate it on those tasks")
@@ -210,13 +213,19 @@ def compare(
     rows: list[MetricComparison] = []
     for task in sorted(base):
         c, b = cand[task], base[task]
-        _check_comparable(task, c, b, force=force, notes=notes)
+        if b.source != OURS:  # numbers imported from another tool (allowed with --force): nothing to check them by
+            notes.append(f"{task}: the baseline is {b.source} numbers ({b.model_name}), not a vtde-bench run: the "
+                         "protocols may differ (compared anyway: --force)")
+        else:
+            _check_comparable(task, c, b, force=force, notes=notes)
         names = [b.main_metric] if metrics == "main" else list(b.metrics)
         absent = [m for m in names if m not in c.metrics]
         if absent:
             raise UserError(f"{task}: the candidate's result has no {', '.join(absent)}; were they run with the same task card?")
         differences = None
-        if paired and c.dataset_fingerprint == b.dataset_fingerprint:
+        if paired and b.source != OURS:
+            notes.append(f"{task}: an imported baseline has no per-sample file, so no paired interval")
+        elif paired and c.dataset_fingerprint == b.dataset_fingerprint:
             differences = _paired_intervals(task, c, b, resamples=resamples)
         elif paired:
             notes.append(f"{task}: datasets differ, so no paired interval; verdicts use the tolerance alone")

@@ -290,6 +290,11 @@ def print_plain(text: str) -> None:
     out.file.flush()
 
 
+def print_note(message: str) -> None:
+    """A one-line note on stderr (something skipped, something to know), beside the output."""
+    err.print(f"[yellow]•[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def print_written(path) -> None:
     out.print(f"[dim]wrote {escape(str(path))}[/dim]", highlight=False)
 

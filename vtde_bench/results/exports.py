@@ -76,19 +76,19 @@ def model_index(model: str, results: Sequence[TaskResult]) -> dict[str, Any]:
     return {"model-index": eval_results_to_model_index(model, eval_results(results))}
 
 
-def merged_card(card: Path, model: str, results: Sequence[TaskResult]) -> str:
-    """A model card (README.md) with our results merged into its `model-index`: every result already there stays,
-    but those an earlier export of vtde-bench wrote, which ours replace.
+def merged_card(card: str, model: str, results: Sequence[TaskResult], *, where: str = "the card") -> str:
+    """A model card's text (README.md) with our results merged into its `model-index`: every result already there
+    stays, but those an earlier export of vtde-bench wrote, which ours replace.
 
     Raises:
-        UserError: the card cannot be read.
+        UserError: the text is not a model card.
     """
     from huggingface_hub import ModelCard
 
     try:
-        existing = ModelCard.load(card)
-    except (OSError, ValueError) as e:
-        raise UserError(f"--card {card}: cannot read it as a model card ({e})") from None
+        existing = ModelCard(card)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{where}: cannot read it as a model card ({e})") from None
     kept = [e for e in (existing.data.eval_results or []) if e.source_name != SOURCE_NAME]
     existing.data.eval_results = kept + eval_results(results)
     existing.data.model_name = existing.data.model_name or model
@@ -123,3 +123,42 @@ def openclip_csv(models: dict[str, list[TaskResult]], group: Any) -> str:
         writer.writerow([name, extra.get("pretrained") or "", "" if params is None else f"{params / 1e6:.2f}", "",
                          "" if average is None else repr(average), *(repr(scores[t]) if t in scores else "" for t in tasks)])
     return buffer.getvalue()
+
+
+def card_of(result: TaskResult) -> Any:
+    """The card a result was made with: its recorded card file, else the built-in card of its name; None if neither."""
+    from vtde_bench.tasks import load_card, registry
+
+    for path in (result.task.card, registry().get(result.task_name)):
+        if path is not None and Path(path).is_file():
+            try:
+                return load_card(path)
+            except UserError:
+                return None
+    return None
+
+
+def eval_result_files(results: Sequence[TaskResult]) -> tuple[dict[str, str], list[str]]:
+    """The Hub's `.eval_results/<task>.yaml` files of one model's results ({file name: YAML}), written only for tasks
+    whose card names a registered Hub benchmark and its task (`hub_benchmark`, `hub_benchmark_task`): the Hub takes
+    results for those only. Returns the files and a one-line note per task skipped."""
+    import yaml
+    from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
+
+    from vtde_bench import __version__
+
+    files, skipped = {}, []
+    for r in results:
+        card = card_of(r)
+        if card is None or card.hub_benchmark is None:
+            skipped.append(f"{r.task_name}: its card names no Hub benchmark (hub_benchmark, hub_benchmark_task); the Hub "
+                           "takes eval results for registered benchmark datasets only, so none is written")
+            continue
+        dataset, task = card.hub_benchmark
+        entry = EvalResultEntry(
+            dataset_id=dataset, task_id=task, value=r.main_score, dataset_revision=r.dataset.revision,
+            date=r.run.date[:10] if r.run.date else None, source_url=SOURCE_URL, source_name=SOURCE_NAME,
+            notes=f"vtde-bench {__version__}: {r.task_name} (card version {r.task_version}), {r.main_metric} as a fraction, "
+                  f"{r.run.precision}")
+        files[f"{r.task_name}.yaml"] = yaml.safe_dump(eval_result_entries_to_yaml([entry]), sort_keys=False)
+    return files, skipped

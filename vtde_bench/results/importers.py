@@ -123,7 +123,44 @@ class ClipBenchmark:
                                path=path)]
 
 
-IMPORTERS: list[Importer] = [ClipBenchmark(), PublishedRows()]
+class MtebResults:
+    """An MTEB result file (`results/<org__model>/<revision>/<Task>.json`: task_name, mteb_version, scores per split,
+    each a list of subsets with `main_score`). MTEB's image tasks follow another protocol (one template for zero-shot
+    classification; nDCG@10 on another COCO caption set for retrieval), so every row is labelled as another protocol.
+    Its zero-shot classification tasks on our datasets stand in our task's column, their accuracy as acc1; the
+    others keep MTEB's names."""
+
+    name = "mteb"
+    TYPE = "mteb"  # a task type no kind reads: never averaged with ours
+    ZERO_SHOT = {"CIFAR10ZeroShot": "cifar10", "CIFAR100ZeroShot": "cifar100", "Imagenet1kZeroShot": "imagenet1k",
+                 "MNISTZeroShot": "mnist", "STL10ZeroShot": "stl10", "GTSRBZeroShot": "gtsrb", "Country211ZeroShot": "country211",
+                 "DTDZeroShot": "dtd", "EuroSATZeroShot": "eurosat", "Food101ZeroShot": "food101", "RESISC45ZeroShot": "resisc45",
+                 "PatchCamelyonZeroShot": "pcam", "OxfordPetsZeroShot": "pets", "FGVCAircraftZeroShot": "fgvc_aircraft",
+                 "Caltech101ZeroShot": "caltech101"}
+
+    def recognises(self, data: Any) -> bool:
+        return isinstance(data, dict) and {"task_name", "mteb_version", "scores"} <= set(data)
+
+    def read(self, data: Any, path: Path | None) -> list[ImportedResult]:
+        scores = data.get("scores") or {}
+        split = "test" if "test" in scores else next(iter(scores), None)
+        entries = scores.get(split) or [] if split is not None else []
+        entry = next((e for e in entries if e.get("hf_subset") in ("default", None)), entries[0] if entries else None)
+        if not isinstance(entry, dict) or _number(entry.get("main_score")) is None:
+            return []
+        metrics = {k: float(v) for k, v in entry.items() if k != "main_score" and _number(v) is not None and 0 <= float(v) <= 1}
+        metrics["main_score"] = float(entry["main_score"])
+        model = path.parent.parent.name.replace("__", "/") if path is not None and path.parent.parent.name else "model"
+        label = f"{model} (MTEB, another protocol)"
+        ours = self.ZERO_SHOT.get(str(data["task_name"]))
+        if ours is not None and "accuracy" in metrics:
+            return [ImportedResult(model_name=label, model_path=model, task_name=ours, task_type="zeroshot_classification",
+                                   main_metric="acc1", metrics={"acc1": metrics["accuracy"]}, source=self.name, path=path)]
+        return [ImportedResult(model_name=label, model_path=model, task_name=f"MTEB {data['task_name']}", task_type=self.TYPE,
+                               main_metric="main_score", metrics=metrics, source=self.name, path=path)]
+
+
+IMPORTERS: list[Importer] = [ClipBenchmark(), PublishedRows(), MtebResults()]
 
 
 def _datacomp_tasks() -> tuple[dict[str, str], Any]:
