@@ -284,3 +284,27 @@ def test_a_hub_benchmark_needs_its_task_id(tmp_path):
     with pytest.raises(UserError, match="hub_benchmark' and hub_benchmark_task go together"):
         load_card(card)
     assert results.is_dir()
+
+
+def test_bad_export_input_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["export", str(tmp_path / "empty"), "--format", "model-index", "--to", str(tmp_path / "out")]) == 2
+    assert "no vtde-bench results to export" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "empty"), "--format", "mteb", "--to", str(tmp_path / "out")]) == 2
+    assert "invalid choice: 'mteb'" in capsys.readouterr().err
+    helpers.write_result(tmp_path / "r", slug="m", task="cifar10", metrics={"acc1": 0.9})
+    assert main(["export", str(tmp_path / "r"), "--format", "openclip-csv"]) == 2
+    assert "--to DIR is required" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_datacomp_jsonl_row_stands_in_the_leaderboard_labelled(tmp_path):
+    folder = tmp_path / "their-run"
+    folder.mkdir()
+    (folder / "eval_results.jsonl").write_text(json.dumps(
+        {"key": "cifar10", "dataset": "CIFAR-10", "metrics": {"acc1": 0.8983, "acc5": 0.99, "mean_per_class_recall": 0.8983,
+                                                             "main_metric": 0.8983}}) + "\n")
+    helpers.write_result(tmp_path / "ours", slug="mine", task="cifar10", metrics={"acc1": 0.9, "acc5": 0.99, "mean_per_class_recall": 0.9})
+    board = leaderboard.build(load_rows([tmp_path / "ours", folder]))
+    rows = {r.model: r for r in board.rows}
+    assert rows["their-run (DataComp eval_results.jsonl)"].scores["cifar10"] == 0.8983
+    assert rows["their-run (DataComp eval_results.jsonl)"].rank is None and rows["mine"].rank == 1
