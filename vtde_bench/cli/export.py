@@ -1,4 +1,5 @@
-"""`vtde-bench export`: results in the formats people publish numbers in (a model card's model-index, open_clip's CSV)."""
+"""`vtde-bench export`: results in the formats people publish numbers in (a model card's model-index, the Hub's
+eval-results files, open_clip's CSV), and `--push`: the same proposed as a pull request on a Hub model repo."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ FORMATS = ("model-index", "eval-results", "openclip-csv")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write results as a model card's model-index or open_clip's results CSV",
+    p = sub.add_parser("export", help="write results as a model card's model-index, Hub eval-results or open_clip's CSV",
                        description="Export vtde-bench results: model-index (a model card's front matter, per model; with "
                                    "--card, merged into that README.md), eval-results (the Hub's .eval_results/<task>.yaml, for "
                                    "tasks whose card names a Hub benchmark) or openclip-csv (open_clip's "
                                    "docs/openclip_results.csv columns over DataComp's 38 tasks). Values are fractions, exactly "
                                    "as the results hold them.")
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="result folders or files (ours)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="model-index or openclip-csv")
+    p.add_argument("--format", required=True, choices=FORMATS, help="model-index, eval-results or openclip-csv")
     p.add_argument("--to", type=Path, metavar="DIR", help="the folder to write into (required but with --push)")
     p.add_argument("--card", type=Path, metavar="README.md", help="model-index: merge into this model card (one model)")
     p.add_argument("--push", metavar="REPO", help="model-index or eval-results: propose the files as a pull request on this "

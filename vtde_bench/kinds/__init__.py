@@ -60,6 +60,8 @@ class Kind:
     required_tables: ClassVar[tuple[str, ...]] = ()
     identity: ClassVar[tuple[str, ...]] = ()  # per-sample columns that, with the image, tell one query from another
     clip_benchmark_task: ClassVar[str | None] = None  # the `task` of CLIP_benchmark's result files of this kind
+    # The Hub's task (type id, name) for a model card's model-index; "other" where the Hub has none for the kind.
+    hub_task: ClassVar[tuple[str, str]] = ("other", "Other")
     clip_benchmark_metrics: ClassVar[dict[str, str]] = {}  # their metric-name prefixes → ours
 
     # ------------------------------------------------------------------ cards

@@ -101,6 +101,7 @@ class Association(Kind):
               "prompts": {"lowercase": bool, "article": bool}}
     required_tables = ("instances",)
     identity = ()
+    hub_task = ("other", "Visual Associations")
 
     def spec(self, card: Any, common: dict[str, Any], tables: dict[str, dict[str, Any]]) -> AssociationTask:
         table, prompts = tables["instances"], tables.get("prompts", {})

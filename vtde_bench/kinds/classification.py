@@ -255,6 +255,7 @@ class ZeroShotClassification(Kind):
     required_tables = ("prompts",)
     identity = ("label",)
     clip_benchmark_task = "zeroshot_classification"
+    hub_task = ("zero-shot-image-classification", "Zero-Shot Image Classification")
 
     def source_values(self, card: "Card", src: dict[str, Any]) -> dict[str, Any]:
         values = super().source_values(card, src)

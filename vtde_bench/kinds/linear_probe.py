@@ -122,6 +122,7 @@ class LinearProbe(Kind):
                         "validation_samples": int, "seed": int, "shots": list, "draws": int}}
     required_tables = ("probe",)
     identity = ("label",)
+    hub_task = ("image-classification", "Image Classification (linear probe)")
 
     def spec(self, card: Any, common: dict[str, Any], tables: dict[str, dict[str, Any]]) -> ProbeTask:
         probe = tables["probe"]

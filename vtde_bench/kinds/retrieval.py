@@ -72,6 +72,7 @@ class Retrieval(Kind):
     source_defaults = {"caption_column": "captions"}
     identity = ("query", "caption_index")
     clip_benchmark_task = "zeroshot_retrieval"
+    hub_task = ("other", "Image-Text Retrieval")
     # CLIP_benchmark's image_retrieval_recall@k is text→image (images retrieved), text_retrieval_recall@k image→text.
     clip_benchmark_metrics = {"image_retrieval_recall@": "text_to_image_recall@", "text_retrieval_recall@": "image_to_text_recall@"}
 

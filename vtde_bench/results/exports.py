@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vtde_bench.errors import UserError
+from vtde_bench.kinds import find_kind
 from vtde_bench.results.records import TaskResult
 
 SOURCE_NAME = "vtde-bench"
 SOURCE_URL = "https://github.com/vtde-bench/vtde-bench"
-# The Hub's task ids (huggingface.js pipelines): zero-shot classification has its own; retrieval and the other
-# kinds have none, and "other" is what the Hub (and MTEB) use for them.
-TASK_TYPES = {"zeroshot_classification": ("zero-shot-image-classification", "Zero-Shot Image Classification"),
-              "linear_probe": ("image-classification", "Image Classification (linear probe)")}
 # open_clip's results CSV: the columns before the tasks'.
 OPENCLIP_LEADING = ("name", "pretrained", "params (M)", "FLOPs (B)")
 
@@ -54,7 +51,8 @@ def eval_results(results: Sequence[TaskResult]) -> list[Any]:
         if not r.dataset.hub:
             raise UserError(f"task {r.task_name}: its data came from {r.dataset.source}, not a hub dataset; model-index "
                             "needs the hub id as dataset.type (export the results of hub cards only)")
-        task_type, task_name = TASK_TYPES.get(r.task_type, ("other", r.task_type.replace("_", " ").capitalize()))
+        kind = find_kind(r.task_type)  # the Hub's task of the kind (`Kind.hub_task`; "other" for a kind not installed)
+        task_type, task_name = kind.hub_task if kind is not None else ("other", r.task_type)
         for metric, value in r.metrics.items():
             out.append(EvalResult(
                 task_type=task_type, task_name=task_name, dataset_type=r.dataset.hub, dataset_name=r.task_name,

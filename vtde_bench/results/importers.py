@@ -153,9 +153,11 @@ class MtebResults:
         model = path.parent.parent.name.replace("__", "/") if path is not None and path.parent.parent.name else "model"
         label = f"{model} (MTEB, another protocol)"
         ours = self.ZERO_SHOT.get(str(data["task_name"]))
-        if ours is not None and "accuracy" in metrics:
-            return [ImportedResult(model_name=label, model_path=model, task_name=ours, task_type="zeroshot_classification",
-                                   main_metric="acc1", metrics={"acc1": metrics["accuracy"]}, source=self.name, path=path)]
+        card = _card(ours) if ours is not None else None
+        if card is not None and "accuracy" in metrics:  # top-1 accuracy: the kind's default metric (not the card's
+            top1 = card.kind.default_main_metric  # main one, which is mean per-class recall for some DataComp sets)
+            return [ImportedResult(model_name=label, model_path=model, task_name=ours, task_type=card.type, main_metric=top1,
+                                   metrics={top1: metrics["accuracy"]}, source=self.name, path=path)]
         return [ImportedResult(model_name=label, model_path=model, task_name=f"MTEB {data['task_name']}", task_type=self.TYPE,
                                main_metric="main_score", metrics=metrics, source=self.name, path=path)]
 
@@ -205,7 +207,8 @@ class OpenClipCsv:
 
     name = "openclip_csv"
     RETRIEVAL = {"Flickr": "flickr30k", "MSCOCO": "mscoco"}
-    DIRECTIONS = {"image retr.": "text_to_image_recall", "text retr.": "image_to_text_recall"}
+    # Columns named as CLIP_benchmark names the metrics (its "image retrieval" is text→image); the kind renames them.
+    DIRECTIONS = {"image retr.": "image_retrieval_recall", "text retr.": "text_retrieval_recall"}
 
     def recognises_table(self, header: list[str]) -> bool:
         return header[:2] == ["name", "pretrained"] and any(h.startswith(("Average perf. on", "Average score")) for h in header)
@@ -219,9 +222,8 @@ class OpenClipCsv:
                 prefix = f"{dataset} {direction} R@"
                 if column.startswith(prefix):
                     return task, f"{metric}@{column[len(prefix):]}"
-        if column.startswith("WinoGAViL ") and "jaccard score" in column:
-            rest = column[len("WinoGAViL "):]
-            return "winogavil", "avg_jaccard_score" if rest == "avg jaccard score" else rest.replace("jaccard score ", "jaccard_score_")
+        if column.startswith("WinoGAViL ") and "jaccard score" in column:  # "WinoGAViL jaccard score 10-12": DataComp's
+            return names["WinoGAViL"], column[len("WinoGAViL "):].replace(" ", "_")  # metric names, spaced
         return None
 
     def read_table(self, rows: list[dict[str, str]], header: list[str], path: Path | None) -> list[ImportedResult]:
