@@ -1,8 +1,9 @@
 """Results of every source: our own result files, and rows imported from elsewhere.
 
-Imported rows (published numbers, CLIP_benchmark result files) are one type, `ImportedResult`,
-made by one interface, `Importer`: `recognises(data)` says whether a parsed JSON file is the
-importer's, `read(data, path)` turns it into rows. Our own `TaskResult` and `ImportedResult`
+Imported rows (published numbers, CLIP_benchmark and MTEB result files, open_clip's results CSVs, DataComp's
+eval_results.jsonl) are one type, `ImportedResult`. A JSON file's importer (`Importer`) says whether a parsed
+file is its own (`recognises(data)`) and turns it into rows (`read(data, path)`); the two table formats are
+read by `read_table_rows`. Our own `TaskResult` and `ImportedResult`
 share the `ScoreRow` protocol, which is what the leaderboard, `compare` and the DataFrame read.
 Imported rows are labelled by their importer's `name` and never ranked.
 """
@@ -144,7 +145,7 @@ class MtebResults:
     def read(self, data: Any, path: Path | None) -> list[ImportedResult]:
         scores = data.get("scores") or {}
         split = "test" if "test" in scores else next(iter(scores), None)
-        entries = scores.get(split) or [] if split is not None else []
+        entries = scores.get(split) or []
         entry = next((e for e in entries if e.get("hf_subset") in ("default", None)), entries[0] if entries else None)
         if not isinstance(entry, dict) or _number(entry.get("main_score")) is None:
             return []
