@@ -229,4 +229,4 @@ def kind_of_clip_benchmark_task(task: str) -> Kind | None:
     return next((k for k in all_kinds() if k.clip_benchmark_task == task), None)
 
 
-from vtde_bench.kinds import association, classification, linear_probe, retrieval  # noqa: E402, F401  (the built-in kinds)
+from vtde_bench.kinds import association, caption_selection, classification, linear_probe, retrieval  # noqa: E402, F401
