@@ -198,8 +198,17 @@ def test_pre_projection_features_are_the_vision_towers_pooled_output(tmp_path, t
     monkeypatch.setattr(probe, "fit", lambda features, *a, **k: seen.append(features.clone()) or real_fit(features, *a, **k))
     card = probe_card(tmp_path, "cifar10-linear-probe", test=8, train=20, validation=4)
     uoft_copy(tmp_path / "data" / "cifar10-linear-probe", test=8, train=20)
-    options = RunOptions(output_dir=None, data_dir=tmp_path / "data", workers=0, bootstrap=0, probe_features="pre-projection")
+    from vtde_bench.encoders.hf import HFDualEncoder
+
+    projected = []
+    real_embed = HFDualEncoder.embed_image_inputs
+    monkeypatch.setattr(HFDualEncoder, "embed_image_inputs",
+                        lambda self, inputs: projected.append(len(inputs["pixel_values"])) or real_embed(self, inputs))
+    options = RunOptions(output_dir=None, data_dir=tmp_path / "data", workers=0, bootstrap=0, probe_features="pre-projection",
+                         cache=False)
     result = evaluate(str(tiny_vtde), [str(card)], options=options)["cifar10-linear-probe"]
+    assert projected == [1]  # only the load-time probe image: no split, the test split neither, is embedded twice
+    monkeypatch.setattr(HFDualEncoder, "embed_image_inputs", real_embed)
     assert result.details["features"] == "pre-projection" and result.run.profile.kind_fields["probe"].endswith(
         "features=pre-projection search=clip")
     from vtde_bench.encoders.load import load_model

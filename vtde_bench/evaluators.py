@@ -116,7 +116,7 @@ def sample_identity(data: TaskData, rows: list[int]) -> dict[str, list]:
 def evaluate_task(task: TaskSpec, model: Embedder, data: TaskData, context: Context) -> Outcome:
     """Embed the task's images, then score them its kind's way."""
     started = time.perf_counter()
-    images = task_images(model, data, context)
+    images = task_images(task.kind.image_embedder(task, model), data, context)
     embed_images_s = time.perf_counter() - started
     scores = task.kind.score(task, model, data, images, context)
     return Outcome(

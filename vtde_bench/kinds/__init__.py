@@ -90,6 +90,10 @@ class Kind:
         """The splits of the source a task reads (what `download` fetches): the card's, for most kinds."""
         return (spec.source.split,)
 
+    def image_embedder(self, spec: "TaskSpec", model: "Embedder") -> Any:
+        """What embeds the task's images: the model, for most kinds (a probe of pre-projection features wraps it)."""
+        return model
+
     def configure(self, spec: "TaskSpec", options: Any) -> "TaskSpec":
         """The spec with what the run's options (`RunOptions`) change in it (a probe's --shots); most kinds take
         nothing. Called before everything else, so the profile holds it."""

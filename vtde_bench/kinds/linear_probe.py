@@ -159,6 +159,10 @@ class LinearProbe(Kind):
             spec = replace(spec, shots=tuple(sorted(shots)), main_metric=f"acc1_{max(shots)}shot")
         return spec if draws is None else replace(spec, draws=draws)
 
+    def image_embedder(self, spec: ProbeTask, model: Any) -> Any:
+        """Every split's images, the test split's too, embedded once through what the features are."""
+        return PooledImages(model) if spec.features == "pre-projection" else model
+
     def metric_names(self, spec: ProbeTask) -> tuple[str, ...]:
         if spec.shots:
             return tuple(f"acc1_{k}shot" for k in spec.shots)
@@ -182,7 +186,7 @@ class LinearProbe(Kind):
         options = context.options
         data = load_task_data(other, data_dir=options.data_dir, limit=options.limit, progress=context.progress,
                               cache=context.cache)
-        images = task_images(PooledImages(model) if spec.features == "pre-projection" else model, data, context)
+        images = task_images(self.image_embedder(spec, model), data, context)
         return images.embeddings, [data.labels[i] for i in images.indices]
 
     def score(self, spec: ProbeTask, model: Any, data: Any, images: Any, context: Any) -> Any:
@@ -207,10 +211,6 @@ class LinearProbe(Kind):
         embedded = time.perf_counter()
         all_labels = labels.tolist()
         validation = (features[val_rows], labels[val_rows])
-        if spec.features == "pre-projection":  # the test images again, through the tower alone
-            from vtde_bench.evaluators import task_images
-
-            images = task_images(PooledImages(model), data, context)
         test_x, test_y = images.embeddings, torch.tensor([data.labels[i] for i in images.indices])
         n = spec.num_classes
         samples = pd.DataFrame({"key": [data.keys[i] for i in images.indices], **sample_identity(data, images.indices),
