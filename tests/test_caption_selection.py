@@ -107,3 +107,15 @@ def test_the_groups_means_equal_naive_ones_beside_the_papers_row(tmp_path):
     micro = leaderboard.build(records, group=groups()["sugarcrepe-micro"])
     mine = next(r for r in micro.rows if r.model == "mine")
     assert mine.average == pytest.approx(sum(scores[s] * sizes[s] for s in SUBSETS) / sum(sizes.values()), abs=1e-12)
+
+
+def test_the_papers_row_is_whole_numbers_of_items():
+    """The published percentages, each times its subset's size, are whole numbers of items: a check of the row's
+    provenance that holds only with swap_obj's 246 (151/245 would be 61.63, not the paper's 61.38)."""
+    sizes = {t.name: t.source.num_samples for t in load_tasks("sugarcrepe")}
+    paper = {r.task_name: r.metrics["acc"] for r in published_results()
+             if r.model_name == "ViT-B-32 / openai (SugarCrepe paper, published)"}
+    assert set(paper) == set(sizes)
+    for task, value in paper.items():
+        hits = round(value * sizes[task])
+        assert round(100 * hits / sizes[task], 2) == round(100 * value, 2), task

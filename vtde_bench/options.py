@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vtde_bench.encoders.text import RULES as TEXT_RULES  # light: the encoders package imports nothing eagerly
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-TEXT_RULES = ("none", "lower", "canonical")  # `encoders.text.RULES`
 
 
 def _option(default: Any, help: str, **flag: Any) -> Any:

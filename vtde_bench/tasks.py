@@ -179,6 +179,10 @@ class Group:
     # The name published tables give each member (DataComp's task names, open_clip's CSV headers), in their order.
     columns: dict[str, str] = field(default_factory=dict)
 
+    def metric_for(self, task: str, main_metric: str) -> str:
+        """The metric a member counts with here: the group's for it, else its own main metric."""
+        return self.metrics.get(task) or main_metric
+
     @property
     def members(self) -> tuple[str, ...]:
         """Every task the group's average is over: the built-in ones, then the pending ones."""

@@ -235,6 +235,6 @@ def _group_columns(group: "Group", records: Sequence[ScoreRow]) -> list[Column]:
     for task in group.members:
         spec = specs.get(task)
         kind = spec.type if spec is not None else (found[task].task_type if task in found else "pending")
-        metric = group.metrics.get(task) or (spec.main_metric if spec is not None else found[task].main_metric if task in found else "")
+        metric = group.metric_for(task, spec.main_metric if spec is not None else found[task].main_metric if task in found else "")
         columns.append(Column(task, kind, metric))
     return columns

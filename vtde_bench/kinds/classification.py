@@ -191,10 +191,6 @@ def statistic_of(ranks: "np.ndarray", labels: "np.ndarray", *, acc5: bool = True
     return statistic
 
 
-def base_names(kind: Kind) -> set[str]:
-    return {m.name for m in kind.metrics}
-
-
 def card_metric_statistic(samples: "pd.DataFrame", name: str, labels: "np.ndarray") -> Callable[["np.ndarray"], "np.ndarray"]:
     """Per resample, the card metric `name` from its per-sample columns: worst-group hit rate (over the groups
     the resample holds) or macro-F1 (over the classes it holds). NaN where the resample holds no group.
@@ -477,7 +473,8 @@ class ZeroShotClassification(Kind):
         base = statistic_of(samples["rank"].to_numpy(), labels, acc5="acc5" in metrics)
         # A card's metrics are resampled from the columns their scoring wrote (`<name>:group`, `<name>:hit`,
         # `<name>:assigned`): the per-sample table alone says how, with or without the card.
-        extra = {name: card_metric_statistic(samples, name, labels) for name in metrics if name not in base_names(self)}
+        builtin = {m.name for m in self.metrics}
+        extra = {name: card_metric_statistic(samples, name, labels) for name in metrics if name not in builtin}
 
         def statistic(idx: "np.ndarray") -> dict[str, "np.ndarray"]:
             return {**base(idx), **{name: f(idx) for name, f in extra.items()}}

@@ -110,7 +110,7 @@ def openclip_csv(models: dict[str, list[TaskResult]], group: Any) -> str:
         scores = {}
         for task in tasks:
             r = by_task.get(task)
-            metric = group.metrics.get(task) or (r.main_metric if r is not None else "")
+            metric = group.metric_for(task, r.main_metric if r is not None else "")
             if r is not None and metric in r.metrics:
                 scores[task] = r.metrics[metric]
         first = results[0].model

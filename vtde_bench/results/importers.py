@@ -198,7 +198,7 @@ def _kind_of(task: str) -> Any:
 def _datacomp_metric(task: str, group: Any) -> str:
     """The metric a DataComp table holds for a task: the group's, else its card's main metric (DataComp's)."""
     card = _card(task)
-    return group.metrics.get(task) or (card.main_metric if card is not None else "")
+    return group.metric_for(task, card.main_metric if card is not None else "")
 
 
 class OpenClipCsv:
