@@ -56,6 +56,27 @@ def open_image(data: bytes) -> Image.Image:
     return image
 
 
+def crop_box(data: bytes, box: tuple[float, float, float, float]) -> bytes:
+    """The image cropped to `box` = (x, y, w, h) pixels, as PNG bytes (lossless: the crop's pixels, in the image's own
+    mode). The box is cut as ARO's code cuts it, `Image.crop((x, y, x + w, y + h))`: Pillow rounds each edge, and a box
+    reaching past the image is filled with zeros there."""
+    x, y, w, h = box
+    image = open_image(data)
+    if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):  # CMYK and the like, which PNG cannot hold
+        image = to_rgb(image)
+    out = io.BytesIO()
+    crop = image.crop((x, y, x + w, y + h))
+    if "transparency" in image.info:
+        crop.info["transparency"] = image.info["transparency"]
+    crop.save(out, format="PNG")
+    return out.getvalue()
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the image's header, without decoding its pixels."""
+    return Image.open(io.BytesIO(data)).size
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """RGB pixels as transformers' `convert_to_rgb` makes them, which every transformers processor applies.
 

@@ -26,8 +26,8 @@ class Source:
     """Where a task's data comes from: a hub dataset at a pinned revision, or a local folder.
 
     Column names apply to the source's own layout (hub, parquet, `save_to_disk`);
-    the webdataset and imagefolder layouts have fixed column conventions. The last
-    four fields are set by the kinds whose cards have them.
+    the webdataset and imagefolder layouts have fixed column conventions. The
+    label, caption, image-list, crop and group fields are set by the kinds whose cards have them.
     """
 
     split: str
@@ -45,6 +45,17 @@ class Source:
     # the classes, torchvision's ImageFolder rule). None: folders are named after the classes, or are class indices.
     class_folders: tuple[str, ...] | str | None = None
     num_captions: int | None = None  # total captions, checked on load when given
+    # Captions read from several columns, one per column, in order: a caption-selection item's candidates (the right
+    # one first: ARO's true_caption, false_caption), or the caption of each of a paired item's images.
+    caption_columns: tuple[str, ...] = ()
+    # A paired item's images, one per column (Winoground's image_0, image_1): each becomes a row of the task's data.
+    image_columns: tuple[str, ...] = ()
+    # A column holding each row's box {x, y, w, h} in pixels: the image is cropped to it before preprocessing (ARO's
+    # VG-Relation and VG-Attribution, whose copies keep the whole Visual Genome image and the box).
+    crop_column: str | None = None
+    # A column naming each row's group (a string, or a list of strings joined with "_": ARO's attribute pair), for a
+    # kind's per-group metrics.
+    group_column: str | None = None
     # Per-image metadata the task's metrics group by (WILDS' metadata_fields): the integers of each sample's .npy
     # member in this order (webdataset), or the columns of these names (other layouts).
     metadata_fields: tuple[str, ...] = ()

@@ -16,8 +16,9 @@ from vtde_bench.data.instances import load_instances
 from vtde_bench.data.layouts import local_layout, read_dataset
 from vtde_bench.data.provenance import recorded_commit, resolve_commit
 from vtde_bench.data.rows import TaskData, content_fingerprint
-from vtde_bench.data.targets import (captions_of, check_columns, column, columns_for, imagefolder_labels, labels_of,
-                                     metadata_of, needs_labels, row_keys)
+from vtde_bench.data import pairs
+from vtde_bench.data.targets import (caption_values, captions_of, check_columns, column, columns_for, crops_of, groups_of,
+                                     imagefolder_labels, labels_of, metadata_of, needs_labels, row_keys)
 from vtde_bench.errors import UserError
 from vtde_bench.progress import NullProgress, Progress
 from vtde_bench.spec import TaskSpec
@@ -78,6 +79,12 @@ def _load_rows(task: TaskSpec, folder: Path | None, layout: str, *, limit: int |
             raise UserError("--limit must be a positive number of rows")
         dataset = dataset.select(range(min(limit, len(dataset))))
 
+    items = None
+    if src.image_columns:  # an item per row, holding several images: a row per image from here on
+        if layout in ("webdataset", "imagefolder"):
+            raise UserError(f"task {task.name}: a {layout} copy cannot hold items of several images; use the source's "
+                            "parquet files (vtde-bench download)")
+        dataset, items = pairs.expand(task, dataset, where)
     columns = columns_for(task, layout, dataset)
     check_columns(task, dataset, columns, where)
     for name in columns.images:
@@ -86,7 +93,7 @@ def _load_rows(task: TaskSpec, folder: Path | None, layout: str, *, limit: int |
             dataset = dataset.cast_column(name, datasets.Image(decode=False))
     keys = row_keys(dataset, columns, layout, folder)
 
-    data = TaskData(dataset=dataset, image_columns=columns.images, keys=keys, layout=layout, location=where)
+    data = TaskData(dataset=dataset, image_columns=columns.images, keys=keys, layout=layout, location=where, items=items)
     if needs_labels(task):
         if layout == "imagefolder":
             data.labels = labels_of(task, imagefolder_labels(task, dataset), keys)  # folder numbers get the range check too
@@ -94,7 +101,7 @@ def _load_rows(task: TaskSpec, folder: Path | None, layout: str, *, limit: int |
             data.labels = labels_of(task, column(dataset, columns.target), keys)
         targets: list[Any] = data.labels
     else:
-        data.captions = captions_of(task, column(dataset, columns.target), keys, columns.captions_are_lines)
+        data.captions = captions_of(task, caption_values(task, dataset, columns), keys, columns.captions_are_lines)
         data.blank_captions = sum(not c.strip() for caps in data.captions for c in caps)
         targets = data.captions
         total = sum(len(c) for c in data.captions)
@@ -109,10 +116,47 @@ def _load_rows(task: TaskSpec, folder: Path | None, layout: str, *, limit: int |
         # Metadata change what group metrics say, so they are part of the content.
         targets = [[target, *values] for target, *values in zip(targets, *data.metadata.values())]
 
+    if src.group_column:
+        data.groups = groups_of(task, column(dataset, src.group_column), keys)
+        targets = [[target, group] for target, group in zip(targets, data.groups)]
+    if src.crop_column:
+        data.crops = crops_of(task, column(dataset, src.crop_column), keys)
+        check_uncropped(task, data, where)
+
     hashes = data.image_sha256 = data.image_hashes(cache, progress, f"Fingerprinting {task.name}")
+    if items is not None:  # which images pair with which: part of the content (keys are not)
+        partners: list[Any] = [None] * len(targets)
+        for _, rows in items:
+            for r in rows:
+                partners[r] = [hashes[q] for q in rows]
+        targets = [[target, item] for target, item in zip(targets, partners)]
     data.fingerprint = content_fingerprint(hashes, targets)
     data.order_fingerprint = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
     return data
+
+
+def check_uncropped(task: TaskSpec, data: TaskData, where: str, probes: int = 64) -> None:
+    """Refuse a copy whose images are already cropped to their boxes (they would be cropped twice): on such a copy
+    most boxes, in the whole image's coordinates, reach past the small image. Probes evenly spaced rows' headers.
+
+    Raises:
+        UserError: most probed boxes reach more than a pixel past their image.
+    """
+    from vtde_bench.data.rows import _as_bytes, _first
+    from vtde_bench.imaging import image_size
+
+    assert data.crops is not None
+    rows = sorted({i * len(data) // probes for i in range(min(probes, len(data)))})
+    outside = 0
+    for i in rows:
+        value = _first([data.dataset[i][c] for c in data.image_columns])
+        width, height = image_size(_as_bytes(value, data.keys[i], data.image_columns))
+        x, y, w, h = data.crops[i]
+        outside += x + w > width + 1 or y + h > height + 1
+    if outside * 2 > len(rows):
+        raise UserError(f"task {task.name}: {outside} of {len(rows)} probed crop boxes reach past their image at {where}: "
+                        "its images look cropped already; use a copy that keeps the whole images, or drop "
+                        "source.crop_column from the card")
 
 
 def local_copy(task: TaskSpec, data_dir: str | Path | None) -> tuple[Path | None, str]:

@@ -34,18 +34,27 @@ class TaskData:
     captions: list[list[str]] | None = None
     instances: list[Any] | None = None  # kinds that need instances: `data.instances.Instance`s over these rows
     metadata: dict[str, list[int]] | None = None  # per field of the card's `source.metadata_fields`: each row's value
+    crops: list[tuple[float, float, float, float]] | None = None  # each row's box (x, y, w, h): its image is that crop
+    groups: list[str] | None = None  # each row's group name (the card's `source.group_column`)
+    items: list[tuple[str, tuple[int, ...]]] | None = None  # paired items: each one's key and its rows, in column order
     blank_captions: int = 0  # captions that are empty or only whitespace (kept, as CLIP_benchmark keeps them)
     fingerprint: str = ""  # content only: the same rows in any order or layout give the same value
     image_sha256: list[str] | None = None  # each row's image bytes' sha256, in row order
     order_fingerprint: str = ""
-    resolved_commit: str | None = None  # the hub commit the rows are of, where known (`data.provenance`)  # the image bytes in row order: what cached embeddings, stored by row, depend on
+    resolved_commit: str | None = None  # the hub commit the rows are of, where known (`data.provenance`)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def image_bytes(self, index: int) -> bytes:
+        """The bytes of the row's image: the stored ones, or (a row with a crop box) the crop's, cut here, once."""
         row = self.dataset[index]
-        return _as_bytes(_first([row[c] for c in self.image_columns]), self.keys[index], self.image_columns)
+        data = _as_bytes(_first([row[c] for c in self.image_columns]), self.keys[index], self.image_columns)
+        if self.crops is not None:
+            from vtde_bench.imaging import crop_box
+
+            return crop_box(data, self.crops[index])
+        return data
 
     def _iter_image_values(self, batch_size: int = 256):
         """Each row's image value in row order, read in batches (much faster than row by row)."""
@@ -56,7 +65,8 @@ class TaskData:
     def image_hashes(
         self, cache: "EmbeddingCache | None" = None, progress: Progress | None = None, description: str = "Fingerprinting images"
     ) -> list[str]:
-        """sha256 of every image's bytes, in row order.
+        """sha256 of every image's bytes, in row order; a row with a crop box gets the hash of its image's bytes and
+        the box (the same image cropped two ways is two images, to the fingerprint and to the embedding cache).
 
         With a cache, the hashes are kept under a key made of the identity (path,
         size, mtime, inode) of the arrow files the rows live in, as `datasets`
@@ -64,7 +74,12 @@ class TaskData:
         at all, which on ImageNet-sized sets is most of its time. Images stored as
         paths (an imagefolder) live outside those files and are never cached.
         """
-        progress = progress or NullProgress()
+        hashes = self._stored_hashes(cache, progress or NullProgress(), description)
+        if self.crops is None:
+            return hashes
+        return [hashlib.sha256(f"{h} crop {json.dumps(list(box))}".encode()).hexdigest() for h, box in zip(hashes, self.crops)]
+
+    def _stored_hashes(self, cache: "EmbeddingCache | None", progress: Progress, description: str) -> list[str]:
         entry = cache.entry(key) if cache is not None and (key := self._hashes_key()) is not None else None
         cached = entry.read_json("image-hashes") if entry is not None else None
         if isinstance(cached, list) and len(cached) == len(self):

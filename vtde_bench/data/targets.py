@@ -20,6 +20,7 @@ class Columns:
     key: str | None
     captions_are_lines: bool = False
     metadata: tuple[str, ...] = ()  # one column holding every field (a webdataset's npy), or a column per field
+    extra: tuple[str, ...] = ()  # the card's other columns: candidate captions beyond the first, crop box, group
 
 
 def columns_for(task: TaskSpec, layout: str, dataset: Any) -> Columns:
@@ -30,7 +31,15 @@ def columns_for(task: TaskSpec, layout: str, dataset: Any) -> Columns:
                        metadata=(WDS_METADATA,) if fields else ())
     if layout == "imagefolder":
         return Columns(("image",), "label", None, metadata=fields)
-    return Columns((task.source.image_column,), target or "", task.source.key_column, metadata=fields)
+    src = task.source
+    if src.image_columns:  # paired items, expanded to a row per image (`data.pairs`)
+        from vtde_bench.data.pairs import CAPTION, IMAGE, ITEM
+
+        return Columns((IMAGE,), CAPTION, ITEM)
+    if src.caption_columns:
+        target = src.caption_columns[0]
+    extra = (*src.caption_columns[1:], *(c for c in (src.crop_column, src.group_column) if c))
+    return Columns((src.image_column,), target or "", src.key_column, metadata=fields, extra=extra)
 
 
 def needs_labels(task: TaskSpec) -> bool:
@@ -41,7 +50,8 @@ def needs_labels(task: TaskSpec) -> bool:
 
 def check_columns(task: TaskSpec, dataset: Any, columns: Columns, where: str) -> None:
     for role, name in (*(("image_column", c) for c in columns.images), ("label/caption column", columns.target),
-                       ("key_column", columns.key), *(("metadata (source.metadata_fields)", c) for c in columns.metadata)):
+                       ("key_column", columns.key), *(("metadata (source.metadata_fields)", c) for c in columns.metadata),
+                       *(("caption, crop or group column", c) for c in columns.extra)):
         if name is not None and name not in dataset.column_names:
             raise UserError(
                 f"task {task.name}: {where} has no column '{name}' ({role}); it has {', '.join(dataset.column_names)}"
@@ -154,6 +164,39 @@ def metadata_of(task: TaskSpec, dataset: Any, columns: Columns, keys: list[str])
                 raise UserError(f"task {task.name}: row {key!r} has metadata {name} = {value!r}, not a group index "
                                 "(an integer, 0 or more); check source.metadata_fields against the source")
             out[name].append(int(value))
+    return out
+
+
+def caption_values(task: TaskSpec, dataset: Any, columns: Columns) -> list[Any]:
+    """Each row's caption cell, or (captions in several columns) the tuple of its cells, in the card's order."""
+    names = task.source.caption_columns
+    if not names or task.source.image_columns:  # paired rows hold each image's own caption (`data.pairs`)
+        return column(dataset, columns.target)
+    return list(zip(*(column(dataset, c) for c in names)))
+
+
+def crops_of(task: TaskSpec, values: Sequence[Any], keys: list[str]) -> list[tuple[float, float, float, float]]:
+    """Each row's crop box (x, y, w, h) from a column of {x, y, w, h} structs, as ARO's copies hold them."""
+    out = []
+    for key, value in zip(keys, values):
+        box = tuple(value.get(k) for k in "xywh") if isinstance(value, dict) else None
+        if box is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box) or box[2] <= 0 or box[3] <= 0:
+            raise UserError(f"task {task.name}: row {key!r} has crop box {value!r} in column '{task.source.crop_column}', "
+                            "not {x, y, w, h} numbers with a positive width and height; check source.crop_column")
+        out.append(tuple(float(v) for v in box))
+    return out
+
+
+def groups_of(task: TaskSpec, values: Sequence[Any], keys: list[str]) -> list[str]:
+    """Each row's group name: a string, or a list of strings joined with "_" (ARO's attribute pair: 'white_black')."""
+    out = []
+    for key, value in zip(keys, values):
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            value = "_".join(value)
+        if not isinstance(value, str) or not value:
+            raise UserError(f"task {task.name}: row {key!r} has group {value!r} in column '{task.source.group_column}', "
+                            "not a name (text, or a list of text); check source.group_column")
+        out.append(value)
     return out
 
 

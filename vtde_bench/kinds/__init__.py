@@ -7,7 +7,8 @@ its metrics (names, display labels, direction), its default main metric, what of
 a run's profile, and how other tools' result files name its metrics. No module outside this
 package names a metric or branches on a kind: they ask the kind.
 
-Zero-shot classification, retrieval and visual associations (WinoGAViL) are built in. Another kind is a `Kind` subclass whose
+Zero-shot classification, retrieval, visual associations (WinoGAViL), linear probes, caption selection
+(SugarCrepe, ARO) and paired matching (Winoground) are built in. Another kind is a `Kind` subclass whose
 instance is passed to `register_kind`, or named in the `vtde_bench.kinds` entry-point group of an
 installed package (``toy = my_package.kinds:KIND``), which the command line loads on first use.
 
@@ -73,8 +74,14 @@ class Kind:
         return TaskSpec(**common)
 
     def source_values(self, card: "Card", src: dict[str, Any]) -> dict[str, Any]:
-        """`Source` fields from the kind's own [source] keys, with their defaults."""
-        return {**self.source_defaults, **{k: src[k] for k in self.source_fields if k in src}}
+        """`Source` fields from the kind's own [source] keys, with their defaults (lists of names become tuples)."""
+        values = {**self.source_defaults, **{k: src[k] for k in self.source_fields if k in src}}
+        for key, value in values.items():
+            if isinstance(value, list):
+                if not value or not all(isinstance(v, str) and v for v in value) or len(set(value)) != len(value):
+                    raise card.fail(f"source.{key}", f"must list distinct column names, got {value!r}")
+                values[key] = tuple(value)
+        return values
 
     def metric_names(self, spec: "TaskSpec") -> tuple[str, ...]:
         """The metrics a task of this kind reports (a kind may drop some for a spec, as acc5 with under 5 classes)."""
@@ -233,4 +240,4 @@ def kind_of_clip_benchmark_task(task: str) -> Kind | None:
     return next((k for k in all_kinds() if k.clip_benchmark_task == task), None)
 
 
-from vtde_bench.kinds import association, caption_selection, classification, linear_probe, retrieval  # noqa: E402, F401
+from vtde_bench.kinds import association, caption_selection, classification, linear_probe, paired_matching, retrieval  # noqa: E402, F401
