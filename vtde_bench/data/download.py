@@ -54,12 +54,16 @@ def _from_mirror(mirror: Path, task: Task, patterns: list[str], dest: Path) -> i
 
 def _from_hub(task: Task, patterns: list[str], dest: Path, commit: str) -> int:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         snapshot_download(
             repo_id=task.source.hub, repo_type="dataset", revision=commit, allow_patterns=patterns, local_dir=str(dest),
         )
+    except GatedRepoError:
+        raise UserError(f"task {task.name}: {task.source.hub} is gated; accept its conditions on "
+                        f"https://huggingface.co/datasets/{task.source.hub}, then log in (huggingface-cli login) or set "
+                        "HF_TOKEN to a token of that account") from None
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as e:
         raise UserError(f"task {task.name}: cannot download {task.source.describe()} ({str(e).splitlines()[0]}); check the network") from None
     shutil.rmtree(dest / ".cache", ignore_errors=True)  # huggingface_hub's bookkeeping, not data
