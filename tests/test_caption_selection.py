@@ -119,3 +119,44 @@ def test_the_papers_row_is_whole_numbers_of_items():
     for task, value in paper.items():
         hits = round(value * sizes[task])
         assert round(100 * hits / sizes[task], 2) == round(100 * value, 2), task
+
+
+def write_original_copy(folder, rows) -> None:
+    """SugarCrepe's own layout: data/<subset>.json, an object keyed by item id, beside COCO's val2017/ images."""
+    import json
+
+    (folder / "val2017").mkdir(parents=True)
+    (folder / "data").mkdir()
+    records = {}
+    for i, (data, (caption, negative)) in enumerate(rows):
+        name = f"{139 + 17 * i:012d}.jpg"  # COCO's file names
+        (folder / "val2017" / name).write_bytes(data)
+        records[str(i)] = {"filename": name, "caption": caption, "negative_caption": negative}
+    (folder / "data" / "swap_att.json").write_text(json.dumps(records, indent=4))
+
+
+def test_the_original_json_and_coco_layout_gives_the_hub_copys_numbers(tmp_path, tiny_clip):
+    rows = items(8, tie=True)
+    write_hf_copy(tmp_path / "hub" / "sugarcrepe-swap_att", rows)
+    write_original_copy(tmp_path / "original" / "sugarcrepe-swap_att", rows)
+    spec = small("sugarcrepe-swap_att", len(rows))
+    results = [evaluate(str(tiny_clip), [spec], options=RunOptions(output_dir=tmp_path / f"out-{d}", data_dir=tmp_path / d,
+                                                                   workers=0, bootstrap=50))["sugarcrepe-swap_att"]
+               for d in ("hub", "original")]
+    hub, original = results
+    assert original.dataset.layout == "original" and hub.dataset.layout == "parquet"
+    assert original.metrics == hub.metrics and original.intervals == hub.intervals
+    assert original.dataset.fingerprint == hub.dataset.fingerprint  # the same content, whatever the layout
+    assert sorted(original.samples["key"]) == [str(i) for i in range(8)]  # the JSON's own item ids
+
+
+def test_the_original_layout_names_a_missing_image(tmp_path, tiny_clip):
+    from vtde_bench.errors import UserError
+
+    rows = items(3)
+    folder = tmp_path / "original" / "sugarcrepe-swap_att"
+    write_original_copy(folder, rows)
+    next((folder / "val2017").iterdir()).unlink()
+    with pytest.raises(UserError, match="which is not in .*val2017; put the source's images there"):
+        evaluate(str(tiny_clip), [small("sugarcrepe-swap_att", 3)],
+                 options=RunOptions(output_dir=tmp_path / "out", data_dir=tmp_path / "original", workers=0))

@@ -22,6 +22,18 @@ from vtde_bench.errors import UserError
 
 
 @dataclass(frozen=True)
+class Original:
+    """A source's original files, which a local copy may hold instead of the hub copy's (SugarCrepe's
+    `data/<subset>.json` beside COCO's `val2017/`): a JSON file of records (a list, or an object keyed by item id) and
+    a folder of the images they name. They are read into the card's own columns, so the rest of the card holds."""
+
+    file: str  # the JSON file, at the copy's root or under data/
+    images: str  # the folder of images, relative to the copy
+    image_field: str  # the record field naming an item's image file, relative to `images`
+    caption_fields: tuple[str, ...]  # the record fields of its captions, in the card's order (the right one first)
+
+
+@dataclass(frozen=True)
 class Source:
     """Where a task's data comes from: a hub dataset at a pinned revision, or a local folder.
 
@@ -56,6 +68,7 @@ class Source:
     # A column naming each row's group (a string, or a list of strings joined with "_": ARO's attribute pair), for a
     # kind's per-group metrics.
     group_column: str | None = None
+    original: Original | None = None  # the source's original files, where a local copy holds them
     # Per-image metadata the task's metrics group by (WILDS' metadata_fields): the integers of each sample's .npy
     # member in this order (webdataset), or the columns of these names (other layouts).
     metadata_fields: tuple[str, ...] = ()

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from vtde_bench.errors import UserError
 from vtde_bench.kinds import Kind, all_kinds, get_kind
-from vtde_bench.spec import SORTED_FOLDERS, Card, Source, Task, TaskSpec, tomllib
+from vtde_bench.spec import SORTED_FOLDERS, Card, Original, Source, Task, TaskSpec, tomllib
 
 __all__ = ["SORTED_FOLDERS", "Group", "Source", "Task", "TaskSpec", "groups", "load_card", "load_tasks", "registry", "tasks_dir"]
 
@@ -39,7 +39,9 @@ _SOURCE_KEYS = {
     "num_samples": int,
     "metadata_fields": list,
     "unpinned": str,
+    "original": dict,
 }
+_ORIGINAL_KEYS = {"file": str, "images": str, "image_field": str, "caption_fields": list}
 COMMIT = re.compile(r"[0-9a-f]{40}")  # a full commit id: what a pinned hub source names
 _FORMATS = ("auto", "parquet", "webdataset", "imagefolder", "arrow")
 # A task's name becomes a file name (<output>/<model>/<name>.json, <data-dir>/<name>/): no separators, no leading dot.
@@ -102,8 +104,19 @@ def load_card(path: str | Path) -> TaskSpec:
     metadata_fields = src.get("metadata_fields", [])
     if not all(isinstance(f, str) and f for f in metadata_fields) or len(set(metadata_fields)) != len(metadata_fields):
         raise card.fail("source.metadata_fields", f"must list distinct field names, got {metadata_fields!r}")
+    original = None
+    if "original" in src:
+        table = src["original"]
+        card.check(table, _ORIGINAL_KEYS, prefix="source.original.")
+        fields = card.require(table, "caption_fields", "source.original.")
+        if not fields or not all(isinstance(f, str) and f for f in fields):
+            raise card.fail("source.original.caption_fields", f"must list the records' caption fields, got {fields!r}")
+        original = Original(file=card.require(table, "file", "source.original."),
+                            images=card.require(table, "images", "source.original."),
+                            image_field=card.require(table, "image_field", "source.original."), caption_fields=tuple(fields))
     source = Source(
         split=card.require(src, "split", "source."),
+        original=original,
         image_column=src.get("image_column", "image"),
         num_samples=num_samples,
         hub=src.get("hub"),

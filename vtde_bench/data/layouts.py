@@ -22,6 +22,66 @@ WDS_IMAGE_COLUMNS = ("webp", "png", "jpg", "jpeg")
 WDS_METADATA = "npy"  # a sample's metadata member (DataComp reads `to_tuple("cls", "npy")`)
 
 
+ORIGINAL = "original"  # a source's original files, as its card's `[source.original]` describes them
+ORIGINAL_KEY = "__key__"
+
+
+def original_file(task: TaskSpec, folder: Path) -> Path | None:
+    """The JSON file of the card's `[source.original]` in a local copy (at its root or under data/), or None."""
+    original = task.source.original
+    if original is None or not folder.is_dir():
+        return None
+    return next((p for p in (folder / original.file, folder / "data" / original.file) if p.is_file()), None)
+
+
+def _load_original(task: TaskSpec, folder: Path) -> Any:
+    """The original files' records as the card's columns: the image (its file under the images folder), the
+    captions (one list column, or a column each, as the card reads them) and each record's key."""
+    import json
+
+    import datasets
+
+    src, original = task.source, task.source.original
+    path = original_file(task, folder)
+    assert original is not None and path is not None
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"task {task.name}: {path} is not JSON ({e}); use the source's original file") from None
+    items = list(records.items()) if isinstance(records, dict) else list(enumerate(records)) if isinstance(records, list) else None
+    if not items or not all(isinstance(r, dict) for _, r in items):
+        raise UserError(f"task {task.name}: {path} holds no records (a list, or an object keyed by item id, of objects)")
+    images = folder / original.images
+    columns = src.caption_columns or (src.caption_column,)
+    rows: dict[str, list[Any]] = {src.image_column: [], ORIGINAL_KEY: [], **{c: [] for c in columns}}
+    for key, record in items:
+        missing = [f for f in (original.image_field, *original.caption_fields) if f not in record]
+        if missing:
+            raise UserError(f"task {task.name}: record {key!r} of {path} has no field '{missing[0]}'; check source.original")
+        image = images / str(record[original.image_field])
+        if not image.is_file():
+            raise UserError(f"task {task.name}: record {key!r} names {record[original.image_field]!r}, which is not in "
+                            f"{images}; put the source's images there")
+        rows[src.image_column].append({"path": str(image), "bytes": None})
+        rows[ORIGINAL_KEY].append(str(key))
+        captions = [record[f] for f in original.caption_fields]
+        if src.caption_columns:
+            if len(captions) != len(columns):
+                raise UserError(f"task {task.name}: source.original.caption_fields lists {len(captions)} fields for the "
+                                f"{len(columns)} source.caption_columns; list one per column")
+            for c, text in zip(columns, captions):
+                rows[c].append(text)
+        else:
+            rows[columns[0]].append(captions)
+    caption = datasets.Value("string")
+    features = datasets.Features({src.image_column: datasets.Image(decode=False), ORIGINAL_KEY: datasets.Value("string"),
+                                  **{c: caption if src.caption_columns else datasets.Sequence(caption) for c in columns}})
+    try:
+        return datasets.Dataset.from_dict(rows, features=features)
+    except (TypeError, ValueError) as e:  # pyarrow's errors for a caption that is not text
+        raise UserError(f"task {task.name}: {path} holds a caption that is not text ({e})") from None
+
+
 def detect_layouts(folder: Path) -> list[str]:
     """Which of the supported layouts a folder looks like, in the fixed order of `LAYOUTS`."""
     found = []
@@ -156,6 +216,8 @@ def read_dataset(task: TaskSpec, layout: str, folder: Path | None) -> tuple[Any,
             return _load_files("parquet", folder, "*.parquet", src.split, src.config), layout
         if layout == "imagefolder":
             return _load_imagefolder(folder, src.split), layout
+        if layout == ORIGINAL:
+            return _load_original(task, folder), layout
         raise UserError(f"task {task.name}: unknown layout {layout!r}")
     except (datasets.exceptions.DatasetNotFoundError, FileNotFoundError) as e:
         raise UserError(f"task {task.name}: cannot load its data ({e}); check the source or use --data-dir") from None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from vtde_bench.data.instances import LAYOUT as INSTANCES
 from vtde_bench.data.instances import load_instances
-from vtde_bench.data.layouts import local_layout, read_dataset
+from vtde_bench.data.layouts import ORIGINAL, local_layout, original_file, read_dataset
 from vtde_bench.data.provenance import recorded_commit, resolve_commit
 from vtde_bench.data.rows import TaskData, content_fingerprint
 from vtde_bench.data import pairs
@@ -169,9 +169,10 @@ def local_copy(task: TaskSpec, data_dir: str | Path | None) -> tuple[Path | None
     own = task.kind.needs == "instances"  # such a copy is the source's own files, in no layout of `LAYOUTS`
     if data_dir is not None and (Path(data_dir) / task.name).exists():
         folder = Path(data_dir) / task.name
-        return folder, INSTANCES if own and folder.is_dir() else local_layout(folder)
+        return folder, INSTANCES if own and folder.is_dir() else ORIGINAL if original_file(task, folder) else local_layout(folder)
     if src.path is not None:
-        return src.path, INSTANCES if own and src.path.is_dir() else local_layout(src.path, src.format)
+        return src.path, (INSTANCES if own and src.path.is_dir() else ORIGINAL if original_file(task, src.path)
+                          else local_layout(src.path, src.format))
     if data_dir is not None:
         raise UserError(
             f"task {task.name}: no local copy at {Path(data_dir) / task.name}; "

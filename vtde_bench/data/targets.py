@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from vtde_bench.data.layouts import WDS_IMAGE_COLUMNS, WDS_METADATA
+from vtde_bench.data.layouts import ORIGINAL, ORIGINAL_KEY, WDS_IMAGE_COLUMNS, WDS_METADATA
 from vtde_bench.errors import UserError
 from vtde_bench.spec import SORTED_FOLDERS, TaskSpec
 
@@ -32,6 +32,9 @@ def columns_for(task: TaskSpec, layout: str, dataset: Any) -> Columns:
     if layout == "imagefolder":
         return Columns(("image",), "label", None, metadata=fields)
     src = task.source
+    if layout == ORIGINAL:  # read into the card's columns, keyed by the records' own keys
+        return Columns((src.image_column,), src.caption_columns[0] if src.caption_columns else src.caption_column or "",
+                       ORIGINAL_KEY, extra=src.caption_columns[1:])
     if src.image_columns:  # paired items, expanded to a row per image (`data.pairs`)
         from vtde_bench.data.pairs import CAPTION, IMAGE, ITEM
 
