@@ -323,3 +323,9 @@ def test_the_compositionality_group_and_mtebs_row(tmp_path):
                  for k, v in r.metrics.items()}
     assert published[("winoground", "text_score")] == 0.3125 and published[("aro-vg-relation", "acc")] == 0.5176
     assert ("aro-vg-relation", "acc_macro") not in published  # MTEB reports no macro mean: none is made up
+
+
+def test_a_layout_of_fixed_columns_cannot_hold_the_cards_columns(tmp_path, tiny_clip):
+    helpers.write_webdataset(tmp_path / "data" / "aro-coco-order", "test", helpers.retrieval_rows(3), kind="retrieval")
+    with pytest.raises(UserError, match="a webdataset copy has none of the columns source.caption_columns names"):
+        run(tiny_clip, small("aro-coco-order", 3), tmp_path / "data", tmp_path)

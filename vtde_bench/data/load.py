@@ -79,11 +79,13 @@ def _load_rows(task: TaskSpec, folder: Path | None, layout: str, *, limit: int |
             raise UserError("--limit must be a positive number of rows")
         dataset = dataset.select(range(min(limit, len(dataset))))
 
+    named = [f for f, v in (("image_columns", src.image_columns), ("caption_columns", src.caption_columns),
+                            ("crop_column", src.crop_column), ("group_column", src.group_column)) if v]
+    if named and layout in ("webdataset", "imagefolder"):  # their columns are fixed by the layout
+        raise UserError(f"task {task.name}: a {layout} copy has none of the columns source.{named[0]} names; use the "
+                        "source's own files (vtde-bench download)")
     items = None
     if src.image_columns:  # an item per row, holding several images: a row per image from here on
-        if layout in ("webdataset", "imagefolder"):
-            raise UserError(f"task {task.name}: a {layout} copy cannot hold items of several images; use the source's "
-                            "parquet files (vtde-bench download)")
         dataset, items = pairs.expand(task, dataset, where)
     columns = columns_for(task, layout, dataset)
     check_columns(task, dataset, columns, where)
