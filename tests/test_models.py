@@ -391,3 +391,25 @@ def test_an_absent_mps_device_is_a_user_error():
         pytest.skip("this machine has MPS")
     with pytest.raises(UserError, match="--device mps.*use --device cpu"):
         resolve_device("mps")
+
+
+def test_the_weights_fingerprint_is_kept_under_the_identity_of_the_files(tmp_path, tiny_clip):
+    """A rerun reads the fingerprint the cache holds for the same files; new weights (another mtime) are hashed again."""
+    import os
+    import shutil
+
+    from vtde_bench.cache import EmbeddingCache
+    from vtde_bench.encoders.load import load_model, weights_key
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_clip, folder)
+    cache = EmbeddingCache(tmp_path / "cache")
+    first = load_model(str(folder), device="cpu", cache=cache).info.weights_fingerprint
+    assert first == load_model(str(folder), device="cpu").info.weights_fingerprint  # the same value, hashed
+    entry = cache.entry(weights_key(folder))
+    assert entry.read_json("weights-fingerprint") == first
+    entry.write_json("weights-fingerprint", "f" * 64)  # what a rerun finds there is what it uses: nothing rehashed
+    assert load_model(str(folder), device="cpu", cache=cache).info.weights_fingerprint == "f" * 64
+    weights = next(folder.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # new weights, as far as it knows
+    assert load_model(str(folder), device="cpu", cache=cache).info.weights_fingerprint == first

@@ -158,6 +158,7 @@ def evaluate(
     from vtde_bench.evaluators import Context
 
     shard = Shard.current()
+    cache = EmbeddingCache(options.cache_dir) if options.cache else None
     started = time.perf_counter()
     if not isinstance(model, (str, Path)):
         encoder = as_dual_encoder(model, processor=processor, device=options.device, precision=options.precision)
@@ -165,11 +166,11 @@ def evaluate(
         with progress.bar(f"Loading model {model}", total=None):
             encoder = load_model(model, revision=options.revision, trust_remote_code=options.trust_remote_code,
                                  device=options.device, precision=options.precision, pretrained=options.pretrained,
-                                 text_normalize=options.text_normalize)
+                                 text_normalize=options.text_normalize, cache=cache)
         if "loaded_from" in encoder.info.extra:
             progress.note(f"the Hugging Face Hub cannot be reached; loaded {model} from the local hub cache")
     load_model_s = time.perf_counter() - started if isinstance(model, (str, Path)) else 0.0
-    context = Context(options, EmbeddingCache(options.cache_dir) if options.cache else None, progress)
+    context = Context(options, cache, progress)
     versions = engine.library_versions()
     results = Results()
     for task in specs:

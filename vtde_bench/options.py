@@ -35,7 +35,7 @@ class RunOptions:
     data_dir: Path | None = _option(None, "read task T from a local copy in DIR/T/", type=Path, metavar="DIR")
     output_dir: Path | None = _option(Path("results"), "where results go; the API's None writes nothing", type=Path, metavar="DIR")
     batch_size: int = _option(64, "images per forward pass", type=int, metavar="N")
-    workers: int | None = _option(None, "input-pipeline processes (default: one per core, at most 8; 0 decodes in the main "
+    workers: int | None = _option(None, "input-pipeline processes (default: one per core, at most 32; 0 decodes in the main "
                                         "process)", type=int, metavar="N")
     device: str = _option("auto", "auto: CUDA, then MPS, then the CPU", choices=DEVICES)
     precision: str = _option("auto", "auto: bf16 autocast on CUDA, fp32 elsewhere", choices=PRECISIONS)

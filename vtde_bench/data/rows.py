@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -98,12 +97,10 @@ class TaskData:
         files = [f["filename"] for f in getattr(self.dataset, "cache_files", None) or []]
         if not files:
             return None
-        identity = []
-        for name in files:
-            stat = os.stat(name)
-            identity.append([os.path.realpath(name), stat.st_size, stat.st_mtime_ns, stat.st_ino])
+        from vtde_bench.files import identity
+
         columns = self.image_columns[0] if len(self.image_columns) == 1 else list(self.image_columns)
-        return {"kind": "image-hashes", "files": identity, "rows": len(self), "column": columns}
+        return {"kind": "image-hashes", "files": [identity(name) for name in files], "rows": len(self), "column": columns}
 
 
 def _first(values: Sequence[Any]) -> Any:

@@ -62,6 +62,9 @@ class HFDualEncoder:
         check_processor(processor, info.path)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        if info.weights_fingerprint is None:  # known already when `load_model` found it in its cache
+            # Hashed before the move to the device: from there every weight would be copied back first.
+            info.weights_fingerprint = weights_fingerprint(model.state_dict())
         self.model = model.to(self.device).eval()
         self.image_processor = processor.image_processor
         self.tokenizer = processor.tokenizer
@@ -82,7 +85,6 @@ class HFDualEncoder:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.info.num_parameters = sum(p.numel() for p in model.parameters())
-        self.info.weights_fingerprint = weights_fingerprint(model.state_dict())
         self.info.embedding_dim = self._probe_width()
 
     def _max_text_length(self) -> int:
