@@ -160,3 +160,16 @@ def test_the_original_layout_names_a_missing_image(tmp_path, tiny_clip):
     with pytest.raises(UserError, match="which is not in .*val2017; put the source's images there"):
         evaluate(str(tiny_clip), [small("sugarcrepe-swap_att", 3)],
                  options=RunOptions(output_dir=tmp_path / "out", data_dir=tmp_path / "original", workers=0))
+
+
+@pytest.mark.parametrize("field, value", [("file", "../../swap_att.json"), ("images", "/srv/coco/val2017")])
+def test_the_original_files_must_lie_inside_the_copy(tmp_path, field, value):
+    from vtde_bench.errors import UserError
+    from vtde_bench.tasks import load_card
+
+    (task,) = load_tasks("sugarcrepe-swap_att")
+    text = task.card_path.read_text().replace(f'{field} = "{getattr(task.source.original, field)}"', f'{field} = "{value}"')
+    card = tmp_path / "card.toml"
+    card.write_text(text)
+    with pytest.raises(UserError, match=f"source.original.{field}' .* must name a path inside the copy's folder"):
+        load_card(card)
