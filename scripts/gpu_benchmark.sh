@@ -6,7 +6,8 @@
 #   bash scripts/gpu_benchmark.sh [OUT_DIR] [benchmark.py options...]
 #
 # Default options: bf16 (the default precision on CUDA), ViT-B/32 and ViT-L/14 sizes and
-# the tiny model, 1,000 images, batch 256, 2 repeats. The JSON lands in OUT_DIR/gpu-benchmark.json.
+# the tiny model, 1,000 images, batch 256, 2 repeats. The JSON lands in OUT_DIR/gpu-benchmark.json; on CUDA,
+# scripts/decode_check.py writes OUT_DIR/decode-check.json before it (GPU decoding against the workers').
 #
 # Bring `datasets` and what it needs beyond such a machine's packages (here, with network;
 # versions as installed here, for the target's Python, e.g. 3.12):
@@ -37,6 +38,10 @@ print(f"python {platform.python_version()} | torch {torch.__version__} | torchvi
       f"transformers {transformers.__version__} | datasets {datasets.__version__} | "
       f"gpu {torch.cuda.get_device_name() if torch.cuda.is_available() else None} | cores {torch.get_num_threads()}")
 EOF
+if python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    # --decode gpu against the workers' decoding: pixels, embedding cosines, top-1 agreement (its own JSON, first)
+    python3 scripts/decode_check.py --out "$out/decode-check.json"
+fi
 if [ "$#" -eq 0 ]; then
     set -- --sizes vit-b-32 vit-l-14 tiny --images 1000 --batch-size 256 --repeats 2
 fi

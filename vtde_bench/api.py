@@ -166,7 +166,7 @@ def evaluate(
         with progress.bar(f"Loading model {model}", total=None):
             encoder = load_model(model, revision=options.revision, trust_remote_code=options.trust_remote_code,
                                  device=options.device, precision=options.precision, pretrained=options.pretrained,
-                                 text_normalize=options.text_normalize, cache=cache)
+                                 text_normalize=options.text_normalize, cache=cache, decode=options.decode)
         if "loaded_from" in encoder.info.extra:
             progress.note(f"the Hugging Face Hub cannot be reached; loaded {model} from the local hub cache")
     load_model_s = time.perf_counter() - started if isinstance(model, (str, Path)) else 0.0

@@ -126,22 +126,25 @@ def _torchvision_jpeg(data: bytes) -> Any:
         return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB).permute(1, 2, 0)
 
 
-@functools.cache
-def _torchvision_jpeg_is_exact() -> bool:
-    """Whether torchvision decodes JPEGs to exactly Pillow's pixels here (both usually wrap libjpeg-turbo).
-
-    Probes: colour with 4:2:0, 4:2:2 and 4:4:4 chroma subsampling, progressive, greyscale, odd sizes.
-    """
-    import numpy as np
-
+def probe_jpegs() -> list[bytes]:
+    """Smooth JPEGs of odd sizes: colour with 4:2:0, 4:2:2 and 4:4:4 chroma subsampling, progressive, greyscale."""
     rng = np.random.default_rng(0)
     probes = [("RGB", {"subsampling": 2}), ("RGB", {"subsampling": 1}), ("RGB", {"subsampling": 0, "quality": 95}),
               ("RGB", {"progressive": True}), ("L", {})]
+    blobs = []
     for k, (mode, options) in enumerate(probes):
         small = Image.fromarray(rng.integers(0, 256, (7, 9, 3), dtype=np.uint8))
         buffer = io.BytesIO()
         small.resize((61 + 20 * k, 47 + 13 * k), Image.BICUBIC).convert(mode).save(buffer, format="JPEG", **options)
-        blob = buffer.getvalue()
+        blobs.append(buffer.getvalue())
+    return blobs
+
+
+@functools.cache
+def _torchvision_jpeg_is_exact() -> bool:
+    """Whether torchvision decodes JPEGs to exactly Pillow's pixels here (both usually wrap libjpeg-turbo), on the
+    `probe_jpegs`."""
+    for blob in probe_jpegs():
         try:
             ours = _torchvision_jpeg(blob)
         except (ImportError, RuntimeError):  # a torchvision without its image decoders, or one that refuses
@@ -149,6 +152,52 @@ def _torchvision_jpeg_is_exact() -> bool:
         if not np.array_equal(ours.numpy(), np.asarray(decode_image(blob))):
             return False
     return True
+
+
+# ----------------------------------------------------------------------------- decoding on the model's device
+
+def undecoded_jpeg(data: bytes) -> Any:
+    """In the input workers, for decoding on the model's device: a plain 8-bit JPEG (RGB or greyscale by Pillow's
+    reading of the header) as its bytes, a 1-D uint8 tensor; any other image (PNG, WebP, CMYK JPEG...) decoded here
+    as `decode_image_array` decodes it, an (H, W, 3) uint8 tensor."""
+    header = Image.open(io.BytesIO(data))  # reads the header, not the pixels
+    if header.format == "JPEG" and header.mode in ("RGB", "L"):
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return decode_image_array(data)
+
+
+def decode_on_device(items: list[Any], device: Any) -> list[Any]:
+    """(H, W, 3) uint8 images on `device`, from `undecoded_jpeg`'s items: the JPEGs decoded there in one batched call
+    (nvjpeg on CUDA, libjpeg-turbo on the CPU), the images the workers decoded moved there."""
+    out = [item.to(device, non_blocking=True) if item.ndim == 3 else None for item in items]
+    jpegs = [i for i, item in enumerate(items) if item.ndim == 1]
+    if jpegs:
+        for i, image in zip(jpegs, _decode_jpegs([items[i] for i in jpegs], device)):
+            out[i] = image.permute(1, 2, 0)
+    return out
+
+
+def _decode_jpegs(blobs: list[Any], device: Any) -> list[Any]:
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # as in `_torchvision_jpeg`
+        return decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device)
+
+
+@functools.cache
+def device_jpeg_difference(device: str) -> int | None:
+    """The largest difference, in 8-bit levels, between the JPEG decoder of `device` and Pillow over the
+    `probe_jpegs`; None where the device has no JPEG decoder (or it refuses one of them)."""
+    blobs = probe_jpegs()
+    try:
+        decoded = _decode_jpegs([torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs], device)
+    except (ImportError, RuntimeError):
+        return None
+    return max(int((image.permute(1, 2, 0).cpu().int() - torch.from_numpy(np.array(decode_image(b))).int()).abs().max())
+               for image, b in zip(decoded, blobs))
 
 
 # ----------------------------------------------------------------------------- batched preprocessing
@@ -261,7 +310,8 @@ class TensorImagePreprocessor:
             batch = batch[:, :, top : top + crop_h, left : left + crop_w]
             for i, tensor in zip(members, batch):
                 out[i] = tensor
-        pixels = (torch.stack(out).float() - self.offset) / self.divisor
+        batch = torch.stack(out).float()  # on the images' device: the CPU, or the GPU that decoded them
+        pixels = (batch - self.offset.to(batch.device)) / self.divisor.to(batch.device)
         return {"pixel_values": pixels.contiguous()}
 
 

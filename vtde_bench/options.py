@@ -15,6 +15,11 @@ from vtde_bench.encoders.text import RULES as TEXT_RULES  # light: the encoders 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DECODERS = ("auto", "cpu", "gpu")  # where JPEGs are decoded (`imaging.decode_on_device`)
+# `--decode auto` decodes JPEGs on the GPU only where its decoder (nvjpeg) gives Pillow's pixels within this many
+# 8-bit levels on every probe JPEG (`imaging.device_jpeg_difference`): GPU decoders differ from libjpeg-turbo in the
+# last bits (IDCT, chroma upsampling).
+DEVICE_PIXEL_TOLERANCE = 2
 
 
 def _option(default: Any, help: str, **flag: Any) -> Any:
@@ -38,6 +43,9 @@ class RunOptions:
     workers: int | None = _option(None, "input-pipeline processes (default: one per core, at most 32; 0 decodes in the main "
                                         "process)", type=int, metavar="N")
     device: str = _option("auto", "auto: CUDA, then MPS, then the CPU", choices=DEVICES)
+    decode: str = _option("auto", "where JPEGs are decoded and preprocessed: cpu (the input workers), gpu (the model's "
+                                  "CUDA device, nvjpeg), auto (the GPU where its decoder gives Pillow's pixels within "
+                                  f"{DEVICE_PIXEL_TOLERANCE} levels on probe JPEGs, else the CPU)", choices=DECODERS)
     precision: str = _option("auto", "auto: bf16 autocast on CUDA, fp32 elsewhere", choices=PRECISIONS)
     limit: int | None = _option(None, "evaluate only the first N rows (a quick check; flagged in results)", type=int, metavar="N")
     skip_bad_images: bool = _option(False, "skip and count images that do not decode instead of stopping")

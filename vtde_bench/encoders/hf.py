@@ -26,6 +26,7 @@ from vtde_bench.errors import RunFailure, UserError
 # SigLIP was trained on texts padded to the full length; its text tower pools the
 # last position, so padding to the longest text in a batch changes the embeddings.
 _PAD_TO_MAX_LENGTH = {"siglip", "siglip2"}
+ENCODED = "encoded_images"  # image inputs left for the device to decode (`--decode gpu`)
 
 
 def accepted_inputs(fn: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,7 @@ class HFDualEncoder:
     """
 
     def __init__(self, model: Any, processor: Any, *, info: ModelInfo, device: str = "auto", precision: str = "auto",
-                 text_normalize: str | None = None):
+                 text_normalize: str | None = None, decode: str = "auto"):
         check_dual_encoder(model, info.path)
         check_processor(processor, info.path)
         self.device = resolve_device(device)
@@ -81,11 +82,36 @@ class HFDualEncoder:
         # The batched path is used only where it matches the checkpoint's processor on probe images.
         self.batched_images = imaging.build(self.image_processor)
         self.info.extra["image_preprocessing"] = "batched" if self.batched_images is not None else "processor"
+        self.decoder = self._decoder(decode)
         self.channels_last = wants_channels_last(self.model, self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.info.num_parameters = sum(p.numel() for p in model.parameters())
         self.info.embedding_dim = self._probe_width()
+
+    def _decoder(self, decode: str) -> str:
+        """Where JPEGs are decoded, "cpu" (the input workers) or "gpu" (the model's CUDA device, then the batched
+        preprocessing there, on the same arithmetic), for `--decode` (`options.DECODERS`).
+
+        Raises:
+            UserError: --decode gpu without a CUDA device, or for a checkpoint whose processor the batched
+                preprocessing with torchvision's resize does not match.
+        """
+        from vtde_bench.options import DEVICE_PIXEL_TOLERANCE
+
+        if decode == "cpu":
+            return "cpu"
+        why = None
+        if self.device.type != "cuda":
+            why = "needs a CUDA device"
+        elif self.batched_images is None or self.batched_images.resize_with != "torchvision":
+            why = "needs the batched preprocessing with torchvision's resize, which this checkpoint's processor does not match"
+        if decode == "gpu":
+            if why is not None:
+                raise UserError(f"--decode gpu {why}; use --decode cpu or auto")
+            return "gpu"
+        difference = imaging.device_jpeg_difference(str(self.device)) if why is None else None
+        return "gpu" if difference is not None and difference <= DEVICE_PIXEL_TOLERANCE else "cpu"
 
     def _max_text_length(self) -> int:
         text_config = getattr(self.model.config, "text_config", self.model.config)
@@ -115,7 +141,7 @@ class HFDualEncoder:
                     "do_normalize", "image_mean", "image_std", "do_convert_rgb")
             return {"path": "batched" if self.batched_images is not None else "processor",
                     "processor": type(self.image_processor).__name__,
-                    **{k: config[k] for k in keys if k in config}, "decode": "transparency on white", "decoder": "cpu"}
+                    **{k: config[k] for k in keys if k in config}, "decode": "transparency on white", "decoder": self.decoder}
         return {"tokenizer": type(self.tokenizer).__name__, "context_length": self.max_text_length,
                 "padding": "max_length" if self.pad_to_max_length else "longest", "truncation": True,
                 "text_rule": self.text_rule}
@@ -148,18 +174,32 @@ class HFDualEncoder:
             # Kernels differ by device (and memory format), and so do the last bits of the embeddings.
             "device": self.device.type,
             "channels_last": kind == "images" and self.channels_last,
+            # nvjpeg's pixels are not libjpeg-turbo's in the last bits (only then: keys of CPU decoding stay as they were)
+            **({"decoder": "gpu"} if kind == "images" and self.decoder == "gpu" else {}),
         }
 
     # -------------------------------------------------------------- preprocessing (CPU, picklable)
 
     def decode(self, data: bytes) -> Image.Image | Tensor:
-        """PIL images for the checkpoint's processor; (H, W, 3) uint8 tensors, the same pixels, for the batched path."""
+        """PIL images for the checkpoint's processor; (H, W, 3) uint8 tensors, the same pixels, for the batched path;
+        JPEGs left encoded when they are decoded on the GPU (`imaging.undecoded_jpeg`)."""
+        if self.decoder == "gpu":
+            return imaging.undecoded_jpeg(data)
         return imaging.decode_image(data) if self.batched_images is None else imaging.decode_image_array(data)
 
-    def image_inputs(self, images: list[Image.Image | Tensor]) -> dict[str, Tensor]:
+    def image_inputs(self, images: list[Image.Image | Tensor]) -> dict[str, Any]:
+        if self.decoder == "gpu":
+            return {ENCODED: images}  # decoded and preprocessed on the device, in `_pixels`
         if self.batched_images is not None:
             return self.batched_images(images)
         return dict(self.image_processor(images=images, return_tensors="pt"))
+
+    def _pixels(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The model's image inputs: as the workers made them, or decoded and preprocessed here, on the device."""
+        if ENCODED not in inputs:
+            return inputs
+        assert self.batched_images is not None
+        return self.batched_images(imaging.decode_on_device(inputs[ENCODED], self.device))
 
     def _texts(self, texts: list[str]) -> list[str]:
         return texts if self._normalize is None else [self._normalize(t) for t in texts]
@@ -215,7 +255,7 @@ class HFDualEncoder:
 
     def embed_image_inputs(self, inputs: dict[str, Tensor]) -> Tensor:
         """(B, D) L2-normalised float32 image embeddings on the CPU."""
-        return self._run(self.model.get_image_features, inputs)
+        return self._run(self.model.get_image_features, self._pixels(inputs))
 
     def embed_text_inputs(self, inputs: dict[str, Tensor]) -> Tensor:
         """(B, D) L2-normalised float32 text embeddings on the CPU."""
@@ -232,7 +272,7 @@ class HFDualEncoder:
         if not isinstance(tower, torch.nn.Module):
             raise UserError(f"{self.info.path}: a {type(self.model).__name__} has no vision_model, so no pre-projection "
                             "features; use the projected embeddings")
-        return self._run(tower, inputs, raw=True).float()
+        return self._run(tower, self._pixels(inputs), raw=True).float()
 
     def encode_images(self, images: list[Image.Image]) -> Tensor:
         return self.embed_image_inputs(self.image_inputs(images))

@@ -58,11 +58,13 @@ def load_model(
     pretrained: str | None = None,
     text_normalize: str | None = None,
     cache: Any = None,
+    decode: str = "auto",
 ) -> Any:
     """Load a dual encoder and its processor from a `save_pretrained` folder or a hub id, or an open_clip model
     (`checkpoints.wants_open_clip`: `local-dir:`, `hf-hub:`, an architecture with `pretrained`, an open_clip folder).
 
-    `cache` (an `EmbeddingCache`) keeps a transformers checkpoint's weights fingerprint under the identity of its
+    `decode` says where JPEGs are decoded (`imaging.DECODERS`; transformers checkpoints only, see
+    `HFDualEncoder`). `cache` (an `EmbeddingCache`) keeps a transformers checkpoint's weights fingerprint under the identity of its
     files (`weights_key`), so a rerun does not hash every weight again (0.5 s for ViT-B/32 on two cores).
 
     Raises:
@@ -71,6 +73,9 @@ def load_model(
     """
     path = str(path)
     if wants_open_clip(path, pretrained):
+        if decode == "gpu":
+            raise UserError("--decode gpu applies to transformers checkpoints; open_clip's own transforms decode on the "
+                            "CPU (use --decode cpu or auto)")
         return load_open_clip(path, pretrained=pretrained, revision=revision, device=device, precision=precision,
                               text_normalize=text_normalize)
     from transformers import AutoConfig, AutoModel, AutoProcessor
@@ -87,7 +92,7 @@ def load_model(
             processor = flax_checkpoint.load_flax_processor(folder)
             info = ModelInfo(path=path, is_local=True, extra={"weights_format": "flax"})
             return HFDualEncoder(model, processor, info=info, device=device, precision=precision,
-                                 text_normalize=text_normalize)
+                                 text_normalize=text_normalize, decode=decode)
         # ---- end of the Flax branch
     hub_args: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     if not local and hub_model_from_cache(path, revision):
@@ -130,7 +135,8 @@ def load_model(
     key = weights_key(folder if folder is not None else _snapshot_folder(path, info.resolved_commit)) if cache is not None else None
     entry = cache.entry(key) if key is not None else None
     cached = info.weights_fingerprint = entry.read_json("weights-fingerprint") if entry is not None else None
-    encoder = HFDualEncoder(model, processor, info=info, device=device, precision=precision, text_normalize=text_normalize)
+    encoder = HFDualEncoder(model, processor, info=info, device=device, precision=precision, text_normalize=text_normalize,
+                            decode=decode)
     if entry is not None and cached is None:
         entry.write_json("weights-fingerprint", encoder.info.weights_fingerprint)
     return encoder
