@@ -104,13 +104,19 @@ def decode_image_array(data: bytes) -> Any:
     import numpy as np
     import torch
 
-    header = Image.open(io.BytesIO(data))  # reads the header, not the pixels
-    if header.format == "JPEG" and header.mode in ("RGB", "L") and _torchvision_jpeg_is_exact():
+    if _plain_jpeg(data) and _torchvision_jpeg_is_exact():
         try:
             return _torchvision_jpeg(data)
         except RuntimeError:
             pass  # Pillow decides, and words the error
     return torch.from_numpy(np.array(decode_image(data)))
+
+
+def _plain_jpeg(data: bytes) -> bool:
+    """Whether the image is an 8-bit JPEG in RGB or greyscale, by Pillow's reading of its header (not its pixels):
+    what torchvision's decoders take (a CMYK JPEG is not)."""
+    header = Image.open(io.BytesIO(data))
+    return header.format == "JPEG" and header.mode in ("RGB", "L")
 
 
 def _torchvision_jpeg(data: bytes) -> Any:
@@ -160,8 +166,7 @@ def undecoded_jpeg(data: bytes) -> Any:
     """In the input workers, for decoding on the model's device: a plain 8-bit JPEG (RGB or greyscale by Pillow's
     reading of the header) as its bytes, a 1-D uint8 tensor; any other image (PNG, WebP, CMYK JPEG...) decoded here
     as `decode_image_array` decodes it, an (H, W, 3) uint8 tensor."""
-    header = Image.open(io.BytesIO(data))  # reads the header, not the pixels
-    if header.format == "JPEG" and header.mode in ("RGB", "L"):
+    if _plain_jpeg(data):
         return torch.frombuffer(bytearray(data), dtype=torch.uint8)
     return decode_image_array(data)
 

@@ -111,13 +111,11 @@ def load_card(path: str | Path) -> TaskSpec:
         fields = card.require(table, "caption_fields", "source.original.")
         if not fields or not all(isinstance(f, str) and f for f in fields):
             raise card.fail("source.original.caption_fields", f"must list the records' caption fields, got {fields!r}")
+        named = {key: card.require(table, key, "source.original.") for key in ("file", "images", "image_field")}
         for key in ("file", "images"):
-            value = Path(card.require(table, key, "source.original."))
-            if value.is_absolute() or ".." in value.parts:
-                raise card.fail(f"source.original.{key}", f"= {str(value)!r} must name a path inside the copy's folder")
-        original = Original(file=card.require(table, "file", "source.original."),
-                            images=card.require(table, "images", "source.original."),
-                            image_field=card.require(table, "image_field", "source.original."), caption_fields=tuple(fields))
+            if Path(named[key]).is_absolute() or ".." in Path(named[key]).parts:
+                raise card.fail(f"source.original.{key}", f"= {named[key]!r} must name a path inside the copy's folder")
+        original = Original(**named, caption_fields=tuple(fields))
     source = Source(
         split=card.require(src, "split", "source."),
         original=original,

@@ -110,7 +110,9 @@ class HFDualEncoder:
             if why is not None:
                 raise UserError(f"--decode gpu {why}; use --decode cpu or auto")
             return "gpu"
-        difference = imaging.device_jpeg_difference(str(self.device)) if why is None else None
+        if why is not None:
+            return "cpu"
+        difference = imaging.device_jpeg_difference(str(self.device))
         return "gpu" if difference is not None and difference <= DEVICE_PIXEL_TOLERANCE else "cpu"
 
     def _max_text_length(self) -> int:

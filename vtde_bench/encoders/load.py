@@ -63,7 +63,7 @@ def load_model(
     """Load a dual encoder and its processor from a `save_pretrained` folder or a hub id, or an open_clip model
     (`checkpoints.wants_open_clip`: `local-dir:`, `hf-hub:`, an architecture with `pretrained`, an open_clip folder).
 
-    `decode` says where JPEGs are decoded (`imaging.DECODERS`; transformers checkpoints only, see
+    `decode` says where JPEGs are decoded (`options.DECODERS`; transformers checkpoints only, see
     `HFDualEncoder`). `cache` (an `EmbeddingCache`) keeps a transformers checkpoint's weights fingerprint under the identity of its
     files (`weights_key`), so a rerun does not hash every weight again (0.5 s for ViT-B/32 on two cores).
 
